@@ -1,0 +1,1 @@
+"""One module per ``serbench`` sub-command; each defines ``register(subparsers)``."""

@@ -1,0 +1,89 @@
+"""The Manifest: one row per usable utterance, plus what was left out and why.
+
+Every corpus recipe produces one; everything downstream (splits, embedding, training) reads only
+this table, so a new corpus needs a recipe and nothing else.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+COLUMNS = [
+    "utt_id", "path", "corpus", "speaker", "session", "gender",
+    "label", "raw_label", "duration", "sample_rate",
+]
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A file the recipe could not use: unreadable, empty, or with a name it cannot parse."""
+
+    path: str
+    reason: str
+
+
+@dataclass
+class Manifest:
+    corpus: str
+    root: str
+    label_map: str
+    frame: pd.DataFrame
+    classes: tuple[str, ...]
+    skipped: list[Skipped] = field(default_factory=list)
+    dropped: dict[str, int] = field(default_factory=dict)  # raw label -> count, not in label map
+    files: int = 0  # audio files (or label lines) the recipe looked at, usable or not
+
+    def __post_init__(self) -> None:
+        missing = [c for c in COLUMNS if c not in self.frame.columns]
+        if missing:
+            raise ValueError(f"manifest frame lacks columns {missing}")
+        dupes = self.frame["utt_id"][self.frame["utt_id"].duplicated()]
+        if len(dupes):
+            raise ValueError(f"duplicate utt_id in {self.corpus} manifest: {sorted(dupes)[:5]}")
+        self.frame = self.frame[COLUMNS].sort_values("utt_id").reset_index(drop=True)
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def content_hash(self) -> str:
+        """sha256 of the rows that matter for results (ids, speakers, labels, durations).
+
+        Paths are left out on purpose: the same corpus unpacked elsewhere hashes the same.
+        """
+        cols = ["utt_id", "corpus", "speaker", "session", "gender", "label", "raw_label", "duration"]
+        payload = self.frame[cols].to_csv(index=False, float_format="%.4f")
+        return hashlib.sha256(payload.encode()).hexdigest()
+
+    def summary(self) -> dict:
+        """Plain-data summary: counts per label / speaker / session, duration, skipped files."""
+        f = self.frame
+        reasons = Counter(s.reason.split(":")[0] for s in self.skipped)
+        return {
+            "corpus": self.corpus,
+            "root": self.root,
+            "label_map": self.label_map,
+            "files": self.files,
+            "utterances": int(len(f)),
+            "classes": list(self.classes),
+            "labels": {c: int((f["label"] == c).sum()) for c in self.classes},
+            "speakers": int(f["speaker"].nunique()),
+            "per_speaker": {k: int(v) for k, v in f["speaker"].value_counts().sort_index().items()},
+            "sessions": int(f.loc[f["session"] != "", "session"].nunique()),
+            "per_session": {
+                k: int(v) for k, v in f.loc[f["session"] != "", "session"].value_counts().sort_index().items()
+            },
+            "genders": {k: int(v) for k, v in f["gender"].value_counts().sort_index().items()},
+            "duration_hours": round(float(f["duration"].sum()) / 3600.0, 4),
+            "dropped_by_label_map": dict(sorted(self.dropped.items())),
+            "skipped": len(self.skipped),
+            "skipped_by_reason": dict(sorted(reasons.items())),
+            "skipped_files": [{"path": s.path, "reason": s.reason} for s in self.skipped],
+            "hash": self.content_hash(),
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.summary(), indent=2)

@@ -1,0 +1,44 @@
+"""Where serbench keeps things, and where its data files live.
+
+Everything serbench writes (results store, embedding and artefact caches, generated synthetic
+corpora) lives under one folder, ``SERBENCH_HOME``, so a user can see, move or delete it whole.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def home() -> Path:
+    """``$SERBENCH_HOME``, else ``$XDG_CACHE_HOME/serbench``, else ``~/.cache/serbench``."""
+    env = os.environ.get("SERBENCH_HOME")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "serbench"
+
+
+def data_root() -> Path:
+    """The folder holding ``registry/`` (models, recipes, label maps) and protocols.
+
+    In a source checkout (editable install) that is the repository root, so adding an entry is
+    adding a file there; a wheel carries a copy inside the package as ``serbench/_data``.
+    """
+    packaged = Path(__file__).resolve().parent / "_data"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parent.parent
+
+
+def registry_dirs(kind: str) -> list[Path]:
+    """Folders searched for registry entries of ``kind`` (``models``, ``recipes``, ``labelmaps``).
+
+    The built-in folder first, then ``$SERBENCH_HOME/registry/<kind>`` and every folder in
+    ``$SERBENCH_REGISTRY`` (``os.pathsep``-separated, each holding ``<kind>/`` sub-folders), so users
+    can add entries without touching the installed package. Later folders override earlier ones.
+    """
+    dirs = [data_root() / "registry" / kind, home() / "registry" / kind]
+    for extra in filter(None, os.environ.get("SERBENCH_REGISTRY", "").split(os.pathsep)):
+        dirs.append(Path(extra).expanduser() / kind)
+    return [d for d in dirs if d.is_dir()]
