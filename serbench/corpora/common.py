@@ -64,6 +64,7 @@ def build_manifest(
 ) -> Manifest:
     """Probe each entry's audio, map its label, and assemble the Manifest."""
     lmap = label_map if isinstance(label_map, labels.LabelMap) else labels.load(label_map)
+    files = len(entries) + len(skipped)  # before probing adds the unreadable entries to skipped
     skipped = list(skipped)
     dropped: dict[str, int] = {}
     rows = []
@@ -87,7 +88,7 @@ def build_manifest(
     return Manifest(
         corpus=corpus, root=str(root), label_map=lmap.name, frame=frame, classes=tuple(classes),
         skipped=sorted(skipped, key=lambda s: s.path), dropped=dropped,
-        files=len(entries) + len(skipped),
+        files=files,
     )
 
 

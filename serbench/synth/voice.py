@@ -123,7 +123,7 @@ def _zero() -> Prosody:
     return Prosody(**{n: 0.0 for n in Prosody.__dataclass_fields__})
 
 
-def random_speaker(name: str, gender: str, rng: np.random.Generator, idiosyncrasy: float = 1.0) -> Speaker:
+def random_speaker(name: str, gender: str, rng: np.random.Generator, idiosyncrasy: float = 1.8) -> Speaker:
     """Draw a speaker; ``idiosyncrasy`` scales how personally each emotion is rendered."""
     male = gender == "M"
     quality = replace(
@@ -279,9 +279,10 @@ def utterance(speaker: Speaker, emotion: str, seconds: float, rng: np.random.Gen
     """A recorded utterance: speech with leading/trailing silence, through ``channel``; float32."""
     prosody = speaker.prosody(emotion, intensity)
     # per-utterance variation, so no two utterances of one speaker and emotion are alike
-    prosody = replace(prosody, f0=prosody.f0 * rng.uniform(0.95, 1.05),
-                      tempo=prosody.tempo * rng.uniform(0.93, 1.07),
-                      energy_db=prosody.energy_db + rng.normal(0, 1.5))
+    prosody = replace(prosody, f0=prosody.f0 * rng.uniform(0.92, 1.08),
+                      f0_range=prosody.f0_range * rng.uniform(0.75, 1.25),
+                      tempo=prosody.tempo * rng.uniform(0.88, 1.12),
+                      energy_db=prosody.energy_db + rng.normal(0, 2.5))
     speech = render(speaker, prosody, seconds, rng, sr)
     pad = [np.zeros(int(rng.uniform(*lead) * sr)) for _ in range(2)]
     y = np.concatenate([pad[0], speech, pad[1]])
