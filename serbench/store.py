@@ -1,0 +1,426 @@
+"""The results store: one SQLite file holding runs, their folds, predictions and measurements.
+
+Why SQLite (stdlib ``sqlite3``): one file a user can copy, query with any tool and keep next to a
+paper, with real transactions. The file is opened in WAL mode with a busy timeout, so several
+``serbench run`` processes can write to it at once (writers queue for the lock, readers never
+block), and each write takes the lock up front (``BEGIN IMMEDIATE``) so a waiting writer queues
+instead of failing half-way.
+
+A fold's metrics, audit and every prediction are written in ONE transaction: a process killed at
+any point leaves either the whole fold or nothing of it. ``--resume`` then finds the unfinished
+run with the same configuration (:meth:`Store.find_unfinished`), skips its stored folds
+(:meth:`Store.finished_folds`) and writes the rest; the (run, fold) primary key makes a fold
+impossible to store twice.
+
+Every run row carries its configuration (hashed: the resume key; it must say whether the data
+are synthetic and where the weights came from) and provenance (:func:`provenance`: versions, git
+commit, machine), so any number in the store can be traced to what produced it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import platform
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+import serbench
+from serbench.errors import SerbenchError
+from serbench.paths import home
+
+SCHEMA_VERSION = 1
+STATUSES = ("running", "finished", "failed")
+REQUIRED_CONFIG = ("synthetic", "weights_source")
+PACKAGES = ("torch", "transformers", "onnxruntime", "onnx", "optimum", "optimum-onnx", "neural-compressor",
+            "numpy", "scipy", "scikit-learn", "pandas", "soundfile", "soxr", "librosa")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    created     TEXT NOT NULL,
+    updated     TEXT NOT NULL,
+    model       TEXT NOT NULL,
+    recipe      TEXT NOT NULL,
+    protocol    TEXT NOT NULL,
+    mode        TEXT NOT NULL,
+    status      TEXT NOT NULL CHECK (status IN ('running', 'finished', 'failed')),
+    config_hash TEXT NOT NULL,
+    config      TEXT NOT NULL,
+    provenance  TEXT NOT NULL,
+    summary     TEXT,
+    error       TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_by_config ON runs (config_hash, status);
+CREATE TABLE IF NOT EXISTS folds (
+    run_id   INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    fold     INTEGER NOT NULL,
+    name     TEXT,
+    status   TEXT NOT NULL,
+    finished TEXT NOT NULL,
+    metrics  TEXT NOT NULL,
+    audit    TEXT NOT NULL,
+    details  TEXT,
+    PRIMARY KEY (run_id, fold)
+);
+CREATE TABLE IF NOT EXISTS predictions (
+    run_id INTEGER NOT NULL,
+    fold   INTEGER NOT NULL,
+    utt_id TEXT NOT NULL,
+    y_true TEXT NOT NULL,
+    y_pred TEXT NOT NULL,
+    probs  TEXT,
+    PRIMARY KEY (run_id, fold, utt_id),
+    FOREIGN KEY (run_id, fold) REFERENCES folds (run_id, fold) ON DELETE CASCADE
+);
+CREATE TABLE IF NOT EXISTS measurements (
+    run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    key    TEXT NOT NULL,
+    value  TEXT NOT NULL,
+    PRIMARY KEY (run_id, key)
+);
+"""
+
+
+def default_path() -> Path:
+    return home() / "results.sqlite"
+
+
+class Store:
+    """A results store file; use as a context manager or call :meth:`close`.
+
+    One connection per instance and per process (do not share an instance across a fork).
+    ``timeout`` is how long a writer waits for another process's transaction to finish.
+    """
+
+    def __init__(self, path: str | Path | None = None, timeout: float = 60.0):
+        self.path = Path(path) if path is not None else default_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            # autocommit mode (isolation_level=None): transactions are explicit, see _write
+            self._conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
+            self._setup()
+        except sqlite3.DatabaseError as exc:
+            raise SerbenchError(f"{self.path}: not a usable results store: {exc}") from exc
+
+    # -- connection ---------------------------------------------------------------------------
+
+    def _setup(self) -> None:
+        conn = self._conn
+        for attempt in range(50):  # switching to WAL needs a moment of exclusive access
+            try:
+                mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+                break
+            except sqlite3.OperationalError:
+                if attempt == 49:
+                    raise
+                time.sleep(0.1)
+        if mode.lower() != "wal":
+            raise SerbenchError(f"{self.path}: cannot use WAL mode (got {mode!r}); is it on a network drive?")
+        conn.execute("PRAGMA foreign_keys=ON")
+        with self._write():
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise SerbenchError(f"{self.path}: written by a newer serbench (schema {version}, "
+                                    f"this one reads {SCHEMA_VERSION})")
+            if version < SCHEMA_VERSION:
+                for statement in filter(str.strip, SCHEMA.split(";")):  # executescript would COMMIT
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, holding the write lock from its start."""
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._conn
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- runs ---------------------------------------------------------------------------------
+
+    def create_run(self, *, model: str, recipe: str, protocol: str, mode: str, config: Mapping,
+                   provenance: Mapping) -> int:
+        """Store a new run (status ``running``) and return its id.
+
+        ``config`` is everything that determines the results (protocol and recipe content, seed,
+        trainer settings, manifest hashes ...) and must include ``synthetic`` (bool) and
+        ``weights_source``; it is the key :meth:`find_unfinished` matches on.
+        """
+        missing = [k for k in REQUIRED_CONFIG if k not in config]
+        if missing:
+            raise ValueError(f"run config lacks {missing} (every run must say whether its data are "
+                             "synthetic and where its weights came from)")
+        now = _now()
+        with self._write() as conn:
+            cur = conn.execute(
+                "INSERT INTO runs (created, updated, model, recipe, protocol, mode, status, config_hash,"
+                " config, provenance) VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?)",
+                (now, now, model, recipe, protocol, mode, config_hash(model, recipe, protocol, mode, config),
+                 _dumps(config), _dumps(provenance)),
+            )
+            return int(cur.lastrowid)
+
+    def find_unfinished(self, *, model: str, recipe: str, protocol: str, mode: str, config: Mapping) -> int | None:
+        """The newest run with exactly this configuration that is not finished (running or
+        failed), or ``None``: what ``--resume`` continues."""
+        row = self._conn.execute(
+            "SELECT id FROM runs WHERE config_hash = ? AND status != 'finished' ORDER BY id DESC LIMIT 1",
+            (config_hash(model, recipe, protocol, mode, config),),
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    def resume_run(self, run_id: int, provenance: Mapping | None = None) -> None:
+        """Mark ``run_id`` running again; the resuming process's provenance is appended under
+        ``resumed`` (a resumed run may span two commits or machines, and the store says so)."""
+        with self._write() as conn:
+            prov = json.loads(self._run_row(conn, run_id)["provenance"])
+            prov.setdefault("resumed", []).append({"at": _now(), **(provenance or {})})
+            conn.execute("UPDATE runs SET status = 'running', error = NULL, updated = ?, provenance = ? "
+                         "WHERE id = ?", (_now(), _dumps(prov), run_id))
+
+    def finish_run(self, run_id: int, summary: Mapping | None = None, n_folds: int | None = None) -> None:
+        """Mark ``run_id`` finished with its aggregate ``summary``; with ``n_folds``, refuse if
+        not every fold 0..n_folds-1 is stored."""
+        with self._write() as conn:
+            self._run_row(conn, run_id)
+            if n_folds is not None:
+                done = {r[0] for r in conn.execute("SELECT fold FROM folds WHERE run_id = ?", (run_id,))}
+                missing = sorted(set(range(n_folds)) - done)
+                if missing:
+                    raise SerbenchError(f"run {run_id} cannot finish: folds {missing} are not stored")
+            conn.execute("UPDATE runs SET status = 'finished', updated = ?, summary = ? WHERE id = ?",
+                         (_now(), _dumps(summary) if summary is not None else None, run_id))
+
+    def fail_run(self, run_id: int, error: str) -> None:
+        """Mark ``run_id`` failed with a message; its stored folds stay and it can be resumed."""
+        with self._write() as conn:
+            conn.execute("UPDATE runs SET status = 'failed', updated = ?, error = ? WHERE id = ?",
+                         (_now(), str(error), run_id))
+
+    # -- folds, predictions, measurements ------------------------------------------------------
+
+    def finished_folds(self, run_id: int) -> list[int]:
+        return [int(r[0]) for r in self._conn.execute(
+            "SELECT fold FROM folds WHERE run_id = ? ORDER BY fold", (run_id,))]
+
+    def write_fold(self, run_id: int, fold: int, *, metrics: Mapping, audit: Mapping,
+                   utt_ids: Sequence[str], y_true: Sequence[str], y_pred: Sequence[str],
+                   probs: np.ndarray | Sequence[Sequence[float]] | None = None,
+                   name: str | None = None, details: Mapping | None = None) -> None:
+        """Store one finished fold: metrics, audit, optional details (training history ...) and
+        one prediction per test utterance (labels as class names, ``probs`` in class order), all
+        in one transaction. A fold that is already stored is an error, never a second copy."""
+        n = len(utt_ids)
+        if not (len(y_true) == len(y_pred) == n) or (probs is not None and len(probs) != n):
+            raise ValueError("utt_ids, y_true, y_pred (and probs) must have one entry per utterance")
+        prob_json = [None] * n if probs is None else [_dumps(p) for p in np.asarray(probs, dtype=float).round(7).tolist()]
+        rows = [(run_id, int(fold), str(u), str(t), str(p), pj)
+                for u, t, p, pj in zip(utt_ids, y_true, y_pred, prob_json)]
+        fold_row = (run_id, int(fold), name, "finished", _now(), _dumps(metrics), _dumps(audit),
+                    _dumps(details) if details is not None else None)
+        with self._write() as conn:
+            status = self._run_row(conn, run_id)["status"]
+            if status == "finished":
+                raise SerbenchError(f"run {run_id} is finished; its folds cannot change")
+            if conn.execute("SELECT 1 FROM folds WHERE run_id = ? AND fold = ?", (run_id, fold)).fetchone():
+                raise SerbenchError(f"run {run_id} fold {fold} is already stored")
+            conn.execute("INSERT INTO folds (run_id, fold, name, status, finished, metrics, audit, details) "
+                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", fold_row)
+            conn.executemany("INSERT INTO predictions (run_id, fold, utt_id, y_true, y_pred, probs) "
+                             "VALUES (?, ?, ?, ?, ?, ?)", rows)
+            conn.execute("UPDATE runs SET updated = ? WHERE id = ?", (_now(), run_id))
+
+    def add_measurements(self, run_id: int, values: Mapping) -> None:
+        """Store ``{key: JSON-able value}`` (size, latency ...) for a run; a key stored again is
+        replaced, so re-measuring on resume does not duplicate."""
+        with self._write() as conn:
+            self._run_row(conn, run_id)
+            conn.executemany("INSERT OR REPLACE INTO measurements (run_id, key, value) VALUES (?, ?, ?)",
+                             [(run_id, str(k), _dumps(v)) for k, v in values.items()])
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def run(self, run_id: int) -> dict:
+        """One run as a dict, JSON fields decoded."""
+        return _decode(self._run_row(self._conn, run_id), ("config", "provenance", "summary"))
+
+    def runs(self) -> pd.DataFrame:
+        """All runs, newest last; ``config``/``provenance``/``summary`` decoded to dicts, plus
+        ``synthetic``, ``weights_source`` and ``folds_done`` columns for filtering."""
+        df = self._frame("SELECT r.*, (SELECT COUNT(*) FROM folds f WHERE f.run_id = r.id) AS folds_done "
+                         "FROM runs r ORDER BY r.id", (), ("config", "provenance", "summary"))
+        df["synthetic"] = [bool(c.get("synthetic")) for c in df["config"]]
+        df["weights_source"] = [c.get("weights_source") for c in df["config"]]
+        return df
+
+    def folds(self, run_id: int | None = None) -> pd.DataFrame:
+        """Stored folds (of one run, or all), with ``ua``/``wa``/``macro_f1`` lifted out of metrics."""
+        where, args = ("WHERE run_id = ?", (run_id,)) if run_id is not None else ("", ())
+        df = self._frame(f"SELECT * FROM folds {where} ORDER BY run_id, fold", args, ("metrics", "audit", "details"))
+        for key in ("ua", "wa", "macro_f1"):
+            df[key] = [m.get(key) for m in df["metrics"]]
+        return df
+
+    def predictions(self, run_id: int, fold: int | None = None) -> pd.DataFrame:
+        sql, args = "SELECT * FROM predictions WHERE run_id = ?", [run_id]
+        if fold is not None:
+            sql, args = sql + " AND fold = ?", args + [fold]
+        return self._frame(sql + " ORDER BY fold, utt_id", tuple(args), ("probs",))
+
+    def measurements(self, run_id: int | None = None) -> pd.DataFrame:
+        where, args = ("WHERE run_id = ?", (run_id,)) if run_id is not None else ("", ())
+        return self._frame(f"SELECT * FROM measurements {where} ORDER BY run_id, key", args, ("value",))
+
+    def _frame(self, sql: str, args: tuple, json_cols: tuple[str, ...]) -> pd.DataFrame:
+        cur = self._conn.execute(sql, args)
+        cols = [d[0] for d in cur.description]
+        df = pd.DataFrame(cur.fetchall(), columns=cols)
+        for col in json_cols:
+            df[col] = [json.loads(v) if v is not None else None for v in df[col]]
+        return df
+
+    def _run_row(self, conn: sqlite3.Connection, run_id: int) -> dict:
+        cur = conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,))
+        row = cur.fetchone()
+        if row is None:
+            raise SerbenchError(f"{self.path}: no run {run_id}")
+        return dict(zip([d[0] for d in cur.description], row))
+
+
+# -- provenance -------------------------------------------------------------------------------
+
+
+def provenance(**run_facts) -> dict:
+    """Where a result came from: serbench version, git commit, package versions, machine.
+
+    ``run_facts`` (weights source, manifest hashes, protocol and recipe content, seed ...) are
+    merged in, so one dict answers "what produced this number".
+    """
+    commit, dirty = git_state()
+    return {
+        "serbench": serbench.__version__,
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "packages": package_versions(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "threads": _torch_threads(),
+        **run_facts,
+    }
+
+
+def package_versions(names: Sequence[str] = PACKAGES) -> dict[str, str | None]:
+    out = {}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def git_state() -> tuple[str | None, bool | None]:
+    """``(commit, dirty)`` of the checkout serbench runs from; ``(None, None)`` when installed
+    from a wheel or git is unavailable. Dirty means tracked files differ from the commit."""
+    root = Path(serbench.__file__).resolve().parent.parent
+    if not (root / ".git").exists():
+        return None, None
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
+                                text=True, timeout=10, check=True).stdout.strip()
+        status = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                                capture_output=True, text=True, timeout=10, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+    return commit or None, bool(status.strip())
+
+
+def cpu_model() -> str | None:
+    """The CPU's marketing name: /proc/cpuinfo (Linux), sysctl (macOS), else py-cpuinfo if
+    installed, else ``platform.processor()``."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith(("model name", "hardware", "cpu model")):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    if sys.platform == "darwin":
+        try:
+            return subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True,
+                                  text=True, timeout=5).stdout.strip() or None
+        except (OSError, subprocess.SubprocessError):
+            pass
+    try:
+        import cpuinfo  # py-cpuinfo: optional, slow (it may spawn a subprocess)
+
+        return cpuinfo.get_cpu_info().get("brand_raw") or None
+    except Exception:  # noqa: BLE001 - optional helper; any failure means "unknown"
+        return platform.processor() or None
+
+
+def config_hash(model: str, recipe: str, protocol: str, mode: str, config: Mapping) -> str:
+    """sha256 of the run's identifying fields (canonical JSON): the resume key."""
+    payload = _dumps({"model": model, "recipe": recipe, "protocol": protocol, "mode": mode, "config": config})
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _torch_threads() -> int | None:
+    try:
+        import torch
+    except ImportError:
+        return None
+    return int(torch.get_num_threads())
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _dumps(value) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=_plain)
+
+
+def _plain(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    raise TypeError(f"cannot store {type(value).__name__} as JSON")
+
+
+def _decode(row: dict, json_cols: tuple[str, ...]) -> dict:
+    for col in json_cols:
+        if row.get(col) is not None:
+            row[col] = json.loads(row[col])
+    return row
