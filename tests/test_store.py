@@ -2,7 +2,6 @@ import json
 import sqlite3
 import subprocess
 import sys
-import textwrap
 import time
 
 import numpy as np
