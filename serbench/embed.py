@@ -1,0 +1,107 @@
+"""Per-utterance pooled per-layer embeddings, computed once and cached on disk.
+
+Embedding is the slow step (a forward pass per utterance), and its result depends only on the
+encoder (model, weights, recipe artefact), the preprocessing and the audio bytes. So the cache key
+is exactly those: a second protocol over the same corpora, a resumed run, or another fold reuses
+every embedding already made, and changing any of them (a re-encoded file, a different trim
+threshold) can never serve a stale one. Files are written atomically (temp file + rename), so a
+killed run leaves no half-written entry and two runs can share the cache.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+from typing import Protocol as TypingProtocol
+
+import numpy as np
+from tqdm import tqdm
+
+from serbench import audio, paths
+
+MIN_SAMPLES = audio.SAMPLE_RATE // 2   # shorter speech is zero-padded to 0.5 s before the encoder
+
+
+class Encoder(TypingProtocol):
+    """Anything that turns one 16 kHz waveform into pooled per-layer embeddings (n_layers, dim)."""
+
+    def embed(self, wave: np.ndarray) -> np.ndarray: ...
+
+
+class FileHashes:
+    """sha256 of audio files, remembered by (path, size, mtime) so each file is read once."""
+
+    def __init__(self, db: Path):
+        db.parent.mkdir(parents=True, exist_ok=True)
+        self.db = db
+        with closing(self._connect()) as con, con:
+            con.execute("CREATE TABLE IF NOT EXISTS hashes (path TEXT PRIMARY KEY, size INTEGER, "
+                        "mtime INTEGER, sha256 TEXT)")
+
+    def _connect(self) -> sqlite3.Connection:
+        con = sqlite3.connect(self.db, timeout=60)
+        con.execute("PRAGMA journal_mode=WAL")
+        return con
+
+    def __call__(self, files: list[str]) -> list[str]:
+        out = []
+        with closing(self._connect()) as con, con:
+            for f in files:
+                st = os.stat(f)
+                row = con.execute("SELECT sha256 FROM hashes WHERE path=? AND size=? AND mtime=?",
+                                  (f, st.st_size, st.st_mtime_ns)).fetchone()
+                if row is None:
+                    digest = hashlib.sha256(Path(f).read_bytes()).hexdigest()
+                    con.execute("INSERT OR REPLACE INTO hashes VALUES (?,?,?,?)",
+                                (f, st.st_size, st.st_mtime_ns, digest))
+                    row = (digest,)
+                out.append(row[0])
+        return out
+
+
+def cache_key(encoder_key: str, preprocess: audio.Preprocess) -> str:
+    """The part of the key shared by all utterances: encoder identity + preprocessing settings."""
+    payload = json.dumps({"encoder": encoder_key, "preprocess": preprocess.config()}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:24]
+
+
+def embed_files(files: list[str], encoder: Encoder, encoder_key: str,
+                preprocess: audio.Preprocess | None = None, cache_root: Path | None = None,
+                desc: str = "embedding", progress: bool = True) -> tuple[np.ndarray, dict]:
+    """Embeddings of ``files`` stacked as (n, n_layers, dim) float32, plus cache statistics.
+
+    Each file is decoded, preprocessed, cut to its speech (the padding is left out, so a short
+    clip's mean is not diluted by zeros) and embedded, unless the cache already holds it.
+    """
+    preprocess = preprocess or audio.Preprocess()
+    root = (cache_root or paths.home() / "cache" / "embeddings") / cache_key(encoder_key, preprocess)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "key.json").write_text(json.dumps({"encoder": encoder_key, "preprocess": preprocess.config()}))
+    digests = FileHashes(paths.home() / "cache" / "file_hashes.sqlite")(files)
+    out, hits = [], 0
+    for f, digest in tqdm(list(zip(files, digests)), desc=desc, unit="utt", disable=not progress,
+                          leave=False):
+        target = root / digest[:2] / f"{digest}.npy"
+        if target.is_file():
+            out.append(np.load(target))
+            hits += 1
+            continue
+        y, n_valid = preprocess(audio.load(f, preprocess.sample_rate))
+        y = y[: max(n_valid, MIN_SAMPLES)]
+        if y.size < MIN_SAMPLES:
+            y = np.pad(y, (0, MIN_SAMPLES - y.size))
+        emb = np.asarray(encoder.embed(y), dtype=np.float32)
+        if emb.ndim != 2:
+            raise ValueError(f"encoder {encoder_key} returned shape {emb.shape} for {f}; want (layers, dim)")
+        target.parent.mkdir(exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as fh:
+            np.save(fh, emb)
+        os.replace(tmp, target)
+        out.append(emb)
+    stats = {"utterances": len(files), "cache_hits": hits, "computed": len(files) - hits,
+             "cache": str(root)}
+    return (np.stack(out) if out else np.zeros((0, 0, 0), np.float32)), stats
