@@ -1,0 +1,89 @@
+"""``serbench run --model M --protocol P``: train, compress, evaluate, store; print a table."""
+from __future__ import annotations
+
+import json
+
+from tabulate import tabulate
+
+from serbench import backbones
+from serbench.runner import Runner, RunSpec
+
+
+def register(sub) -> None:
+    p = sub.add_parser("run", help="evaluate a model under a protocol, for one or more compression recipes")
+    p.add_argument("--model", required=True, help="registry model entry (see `serbench models`)")
+    p.add_argument("--protocol", required=True, help="protocol name (protocols/*.yaml) or YAML path")
+    p.add_argument("--recipe", default="fp32",
+                   help="comma-separated recipes, e.g. fp32,dynamic-int8,static-int8 (default fp32)")
+    p.add_argument("--mode", choices=["probe", "finetune"], default="probe",
+                   help="probe: frozen backbone + trained head (default); finetune: the paper's recipe")
+    p.add_argument("--weights", default="hub",
+                   help="hub (default) | PATH (save_pretrained folder or checkpoint) | random[:SEED]")
+    p.add_argument("--data", action="append", metavar="NAME=PATH",
+                   help="corpus folder, e.g. --data iemocap=/data/IEMOCAP_full_release (repeatable)")
+    p.add_argument("--synthetic", action="store_true",
+                   help="use the built-in synthetic corpora (results are tagged synthetic)")
+    p.add_argument("--synthetic-size", default="small", choices=["tiny", "small", "medium"])
+    p.add_argument("--corpus", help="apply a within-corpus protocol to this corpus instead of its own")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=int, help="fine-tune epochs (default 25, the paper's)")
+    p.add_argument("--no-measure", action="store_true", help="skip latency/memory/energy measurement")
+    p.add_argument("--resume", action="store_true", help="continue the unfinished run with this configuration")
+    p.add_argument("--store", help="results database (default $SERBENCH_HOME/results.sqlite)")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or fold log")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from serbench import datasets
+    from serbench.finetune import FinetuneConfig
+
+    spec = RunSpec(
+        model=args.model, protocol=args.protocol,
+        recipes=tuple(r.strip() for r in args.recipe.split(",") if r.strip()),
+        mode=args.mode, weights=args.weights, corpus=args.corpus,
+        data=datasets.parse_data_args(args.data), synthetic=args.synthetic,
+        synthetic_size=args.synthetic_size, seed=args.seed, measure=not args.no_measure,
+        finetune=FinetuneConfig(**({"epochs": args.epochs} if args.epochs else {})),
+    )
+    quiet = args.quiet or args.json
+    runner = Runner(spec, store_path=args.store, resume=args.resume, progress=not quiet,
+                    log=(lambda *_: None) if quiet else print)
+    results = runner.run()
+    synthetic = all(s.synthetic for s in runner.sources.values())
+    weights = backbones.describe(runner.weights)
+    rows = []
+    for r in results:
+        m = r.measurements
+        rows.append({
+            "run_id": r.run_id, "model": spec.model, "recipe": r.recipe, "protocol": runner.protocol.name,
+            "mode": spec.mode, "ua": r.summary["ua"], "wa": r.summary["wa"], "macro_f1": r.summary["macro_f1"],
+            "size_mb": m.get("size_mb"), "latency_p50_ms": m.get("latency_p50_ms"),
+            "shared_speakers_train_test": r.summary["audit"]["shared_speakers_train_test"],
+            "weights": weights, "synthetic": synthetic, "flags": m.get("flags", []),
+        })
+    if args.json:
+        print(json.dumps({"runs": rows}, indent=2, default=str))
+        return 0
+    table = [[r["run_id"], r["recipe"], _fmt(r["size_mb"], ".1f"), _fmt(r["latency_p50_ms"], ".0f"),
+              _pm(r["ua"]), _pm(r["wa"]), _pm(r["macro_f1"]), ", ".join(r["flags"])] for r in rows]
+    print()
+    print(f"{spec.model} on {runner.protocol.name} ({spec.mode}); weights: {weights}"
+          + ("; DATA: SYNTHETIC" if synthetic else ""))
+    print(tabulate(table, headers=["run", "recipe", "size MB", "latency ms", "UA", "WA", "macro-F1", "flags"]))
+    shared = rows[0]["shared_speakers_train_test"]
+    print(f"speakers shared by train and test, per fold: {shared}")
+    for r in rows:
+        print(f"run id: {r['run_id']}")
+    return 0
+
+
+def _pm(stat: dict) -> str:
+    if stat["mean"] is None:
+        return "-"
+    return f"{100 * stat['mean']:.1f}" + (f" ± {100 * stat['std']:.1f}" if stat["std"] is not None else "")
+
+
+def _fmt(value, spec: str) -> str:
+    return "-" if value is None else format(value, spec)

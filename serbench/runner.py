@@ -1,0 +1,274 @@
+"""``serbench run``: one model, one protocol, one or more compression recipes, stored with provenance.
+
+The flow (each step is another module; this one only wires them):
+corpora (:mod:`serbench.datasets`) -> audited folds (:mod:`serbench.protocols`) -> per fold, a head
+trained on the *training* split and selected on the *validation* split (probe: on cached fp32
+embeddings, :mod:`serbench.train`; fine-tune: the backbone too, :mod:`serbench.finetune`) -> for each
+recipe, the (fine-tuned or pretrained) backbone compressed by it (:mod:`serbench.compress`; static
+recipes calibrated on that fold's training utterances only) embeds the *test* utterances, and the
+head scores them (:mod:`serbench.metrics`) -> one store run per recipe (:mod:`serbench.store`).
+
+Runs are per recipe so that every row of the store is one (model, recipe, protocol) point on a
+Pareto plot. A fold's head is trained once and shared by the recipes; on ``--resume`` a fold is
+redone only for the recipes that lack it, and retraining is seeded, so the numbers are the ones an
+uninterrupted run gives.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import io
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from serbench import (audio, backbones, compress, datasets, embed, metrics, paths, protocols,
+                      registry, store, train)
+from serbench.errors import SerbenchError
+from serbench.finetune import FinetuneConfig, finetune
+
+MODES = ("probe", "finetune")
+
+
+@dataclass
+class RunSpec:
+    model: str
+    protocol: str
+    recipes: tuple[str, ...] = ("fp32",)
+    mode: str = "probe"
+    weights: str = "hub"
+    corpus: str | None = None            # apply a within-corpus protocol to another corpus
+    data: dict = field(default_factory=dict)
+    synthetic: bool = False
+    synthetic_size: str = "small"
+    seed: int = 0
+    calibration_clips: int = 32
+    measure: bool = True
+    probe: train.ProbeConfig = field(default_factory=train.ProbeConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+
+
+@dataclass
+class RecipeResult:
+    run_id: int
+    recipe: str
+    summary: dict
+    measurements: dict
+
+
+class Runner:
+    def __init__(self, spec: RunSpec, store_path: str | Path | None = None, resume: bool = False,
+                 progress: bool = True, log=print):
+        if spec.mode not in MODES:
+            raise SerbenchError(f"--mode must be one of {', '.join(MODES)}, not {spec.mode!r}")
+        if not spec.recipes:
+            raise SerbenchError("no recipe given (e.g. --recipe fp32,dynamic-int8,static-int8)")
+        self.spec, self.resume, self.progress, self.log = spec, resume, progress, log
+        self.entry = registry.load_model(spec.model)
+        self.recipes = [registry.load_recipe(r) for r in spec.recipes]
+        self.fp32 = registry.load_recipe("fp32")
+        if self.entry.weight_free and spec.mode == "finetune":
+            raise SerbenchError(f"model {spec.model!r} has no weights to fine-tune; use --mode probe")
+        proto = protocols.load(spec.protocol)
+        self.protocol = proto.with_corpus(spec.corpus) if spec.corpus else proto
+        self.store_path = store_path
+
+    # -- set-up -----------------------------------------------------------------------------------
+
+    def _prepare(self) -> None:
+        s = self.spec
+        self.sources = datasets.resolve(self.protocol.corpora, s.data, s.synthetic, s.synthetic_size,
+                                        seed=0, progress=self.progress)
+        maps = {c: self.protocol.label_map(c) for c in self.protocol.corpora}
+        self.manifests = datasets.manifests(self.sources, maps, progress=self.progress)
+        self.folds = self.protocol.folds(self.manifests, seed=s.seed)
+        self.table = protocols.utterance_table(self.manifests)
+        paths_by_key = {protocols.qualify(n, u): p for n, m in self.manifests.items()
+                        for u, p in zip(m.frame["utt_id"], m.frame["path"])}
+        self.table["path"] = [paths_by_key[k] for k in self.table.index]
+        classes = {m.classes for m in self.manifests.values()}
+        if len(classes) != 1:
+            raise SerbenchError(f"the protocol's corpora disagree on classes: {sorted(classes)}; "
+                                "give them label maps with the same classes")
+        self.classes = list(classes.pop())
+        self.model, self.weights = backbones.build(self.entry, s.weights)
+        self.preprocess = audio.Preprocess()
+        for fold in self.folds:
+            self.log(f"fold {fold.index} ({fold.name}): train {len(fold.train)}, val {len(fold.val)}, "
+                     f"test {len(fold.test)}; speakers shared train/test: {fold.shared_speakers()}")
+
+    def _config(self, recipe: registry.RecipeEntry) -> dict:
+        """Everything that determines a recipe-run's numbers: its resume key and its record."""
+        s = self.spec
+        return {
+            "synthetic": all(src.synthetic for src in self.sources.values()),
+            "weights_source": self.weights,
+            "weights": backbones.describe(self.weights),
+            "model_entry": self.entry.content,
+            "recipe_entry": recipe.content,
+            "protocol": self.protocol.config(),
+            "protocol_text": self.protocol.text,
+            "mode": s.mode,
+            "seed": s.seed,
+            "classes": self.classes,
+            "data": {n: {"path": str(src.path), "origin": src.origin, "synthetic": src.synthetic,
+                         "manifest_hash": self.manifests[n].content_hash(),
+                         "label_map": self.manifests[n].label_map, "utterances": len(self.manifests[n])}
+                     for n, src in self.sources.items()},
+            "preprocess": self.preprocess.config(),
+            "trainer": asdict(s.probe) if s.mode == "probe" else s.finetune.to_dict(),
+            "calibration_clips": s.calibration_clips,
+        }
+
+    def _open_runs(self, db: store.Store) -> dict[str, int]:
+        ids = {}
+        for recipe in self.recipes:
+            config = self._config(recipe)
+            key = dict(model=self.entry.name, recipe=recipe.name, protocol=self.protocol.name,
+                       mode=self.spec.mode, config=config)
+            run_id = db.find_unfinished(**key) if self.resume else None
+            if run_id is None:
+                run_id = db.create_run(**key, provenance=store.provenance(weights=self.weights))
+            else:
+                db.resume_run(run_id, store.provenance(weights=self.weights))
+                self.log(f"resuming run {run_id} ({recipe.name}): folds done {db.finished_folds(run_id)}")
+            ids[recipe.name] = run_id
+        return ids
+
+    # -- the work ---------------------------------------------------------------------------------
+
+    def run(self) -> list[RecipeResult]:
+        self._prepare()
+        with store.Store(self.store_path) as db:
+            run_ids = self._open_runs(db)
+            try:
+                for fold in self.folds:
+                    pending = [r for r in self.recipes if fold.index not in db.finished_folds(run_ids[r.name])]
+                    if pending:
+                        self._fold(db, fold, pending, run_ids)
+                results = []
+                for recipe in self.recipes:
+                    rid = run_ids[recipe.name]
+                    folds = db.folds(rid)
+                    summary = metrics.aggregate(list(folds["metrics"]))
+                    summary["audit"] = {"shared_speakers_train_test": [
+                        a["shared_speakers"]["train-test"]["count"] for a in folds["audit"]]}
+                    measured = self._measure(db, rid, recipe)
+                    db.finish_run(rid, summary, n_folds=len(self.folds))
+                    results.append(RecipeResult(rid, recipe.name, summary, measured))
+                return results
+            except BaseException as exc:
+                for rid in run_ids.values():
+                    if db.run(rid)["status"] != "finished":
+                        db.fail_run(rid, f"{type(exc).__name__}: {exc}")
+                raise
+
+    def _files(self, keys) -> list[str]:
+        return self.table.loc[list(keys), "path"].tolist()
+
+    def _labels(self, keys) -> list[str]:
+        return self.table.loc[list(keys), "label"].tolist()
+
+    def _embed(self, keys, encoder, encoder_key: str, desc: str) -> np.ndarray:
+        X, _ = embed.embed_files(self._files(keys), encoder, encoder_key, self.preprocess, desc=desc,
+                                 progress=self.progress)
+        return X
+
+    def _waves(self, keys) -> list[np.ndarray]:
+        """Preprocessed speech of each utterance (padding cut), as the encoders see it."""
+        out = []
+        for f in self._files(keys):
+            y, n = self.preprocess(audio.load(f))
+            out.append(y[: max(n, embed.MIN_SAMPLES)] if n >= embed.MIN_SAMPLES
+                       else np.pad(y[:n], (0, embed.MIN_SAMPLES - n)))
+        return out
+
+    def _calibration(self, fold) -> tuple[list[np.ndarray], list[str]]:
+        """Up to ``calibration_clips`` training utterances of this fold (seeded): never val/test."""
+        rng = np.random.default_rng([self.spec.seed, fold.index, 17])
+        n = min(self.spec.calibration_clips, len(fold.train))
+        keys = sorted(rng.choice(np.array(fold.train, dtype=object), size=n, replace=False).tolist())
+        return self._waves(keys), keys
+
+    def _artefact(self, recipe, fold, model_and_prov):
+        calib, ids = self._calibration(fold) if recipe.calibration else (None, None)
+        art = compress.build(self.entry, recipe, model_and_prov, calib, ids)
+        return art, compress.open_encoder(art)
+
+    def _fold(self, db: store.Store, fold, pending, run_ids) -> None:
+        s = self.spec
+        yt, yv = self._labels(fold.train), self._labels(fold.val)
+        if s.mode == "probe":
+            art32, enc32 = self._artefact(self.fp32, fold, (self.model, self.weights))
+            key32 = art32.path.name
+            Xt = self._embed(fold.train, enc32, key32, f"fold {fold.index} embed train")
+            Xv = self._embed(fold.val, enc32, key32, f"fold {fold.index} embed val")
+            res = train.train_probe(Xt, yt, Xv, yv, None, self.classes, self._probe_config())
+            head, details = res.model, res.summary()
+            backbone = (self.model, self.weights)
+        else:
+            cfg = FinetuneConfig(**{**s.finetune.to_dict(), "seed": s.seed})
+            ft = finetune(copy.deepcopy(self.model), self._waves(fold.train), yt, self._waves(fold.val), yv,
+                          self.classes, cfg,
+                          progress=lambda e, r: self.log(f"fold {fold.index} epoch {e}: val UA {r['val_ua']:.3f}"))
+            head, details = ft.head, ft.summary()
+            prov = {"kind": "finetuned", "base": self.weights, "protocol": self.protocol.name,
+                    "fold": fold.index, "seed": s.seed, "sha256": _state_hash(ft.backbone)}
+            backbone = (ft.backbone, prov)
+        for recipe in pending:
+            art, enc = self._artefact(recipe, fold, backbone)
+            Xtest = self._embed(fold.test, enc, art.path.name, f"fold {fold.index} {recipe.name} test")
+            pred, proba = train.predict(head, Xtest)
+            y_pred = [self.classes[i] for i in pred]
+            y_true = self._labels(fold.test)
+            rid = run_ids[recipe.name]
+            _save_head(rid, fold.index, head, self.classes)
+            db.write_fold(rid, fold.index, metrics=metrics.scores(y_true, y_pred, self.classes),
+                          audit=fold.audit, utt_ids=list(fold.test), y_true=y_true, y_pred=y_pred,
+                          probs=proba, name=fold.name,
+                          details={**details, "artefact": str(art.path),
+                                   "calibration_ids": art.provenance.get("calibration_ids", [])})
+            self.log(f"fold {fold.index} {recipe.name}: UA {metrics.ua(y_true, y_pred, self.classes):.3f}")
+
+    def _probe_config(self) -> train.ProbeConfig:
+        return train.ProbeConfig(**{**asdict(self.spec.probe), "seed": self.spec.seed})
+
+    def _measure(self, db: store.Store, run_id: int, recipe) -> dict:
+        """Size, latency, memory, energy and fidelity of the recipe's fold-0 artefact (measured once)."""
+        have = db.measurements(run_id)
+        if len(have):
+            return dict(zip(have["key"], have["value"]))
+        fold0 = db.folds(run_id)["details"].iloc[0]
+        art = compress.load(fold0["artefact"])
+        values = {"size_mb": art.size_mb, "artefact": str(art.path)}
+        if self.spec.measure:
+            from serbench import measure  # lazy: codecarbon and friends are slow to import
+
+            values.update(measure.for_run(self.entry, recipe, art, self.weights))
+        db.add_measurements(run_id, values)
+        return values
+
+
+def _state_hash(module: torch.nn.Module) -> str:
+    buf = io.BytesIO()
+    torch.save({k: v.cpu() for k, v in module.state_dict().items()}, buf)
+    return hashlib.sha256(buf.getvalue()).hexdigest()
+
+
+def heads_dir(run_id: int) -> Path:
+    return paths.home() / "runs" / str(run_id)
+
+
+def _save_head(run_id: int, fold: int, head: torch.nn.Module, classes) -> None:
+    """The fold's trained head, kept for ``serbench export`` (written atomically)."""
+    folder = heads_dir(run_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"fold{fold}.pt"
+    tmp = target.with_suffix(".tmp")
+    torch.save({"state_dict": head.state_dict(), "classes": list(classes),
+                "shape": [int(head.mean.shape[0]), int(head.mean.shape[1])]}, tmp)
+    tmp.replace(target)
+    (folder / "classes.json").write_text(json.dumps(list(classes)))
