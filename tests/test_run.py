@@ -1,0 +1,130 @@
+"""`serbench run` end to end on the synthetic corpora: audits, leakage, cache reuse, resume."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from serbench import runner, store
+from serbench.cli import main
+from serbench.errors import SerbenchError
+from serbench.runner import Runner, RunSpec
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    """One SERBENCH_HOME for the module, so synthetic corpora and caches are shared by its tests."""
+    return tmp_path_factory.mktemp("home")
+
+
+@pytest.fixture()
+def shared_home(home, monkeypatch):
+    monkeypatch.setenv("SERBENCH_HOME", str(home))
+    return home
+
+
+def _cached(home) -> int:
+    return sum(1 for _ in (home / "cache" / "embeddings").rglob("*.npy"))
+
+
+def test_leakage_shows_and_second_protocol_reuses_the_cache(shared_home, capsys):
+    # eGeMAPS on the demo-size synthetic IEMOCAP: fast, weight-free, and strong enough to show effects
+    assert main(["run", "--model", "egemaps", "--protocol", "loso", "--synthetic", "--no-measure",
+                 "--json"]) == 0
+    loso = json.loads(capsys.readouterr().out)["runs"][0]
+    after_loso = _cached(shared_home)
+    assert after_loso == 320                                   # every utterance embedded once
+    assert main(["run", "--model", "egemaps", "--protocol", "kfold-random", "--synthetic",
+                 "--no-measure", "--json"]) == 0
+    kfold = json.loads(capsys.readouterr().out)["runs"][0]
+    assert _cached(shared_home) == after_loso                  # nothing re-embedded
+    assert loso["shared_speakers_train_test"] == [0] * 5
+    assert all(n > 0 for n in kfold["shared_speakers_train_test"])
+    assert loso["ua"]["mean"] > 0.40                           # chance is 0.25
+    assert kfold["ua"]["mean"] > loso["ua"]["mean"] + 0.05     # random splits leak speakers
+    assert loso["synthetic"] is True and kfold["weights"].startswith("weight-free")
+    with store.Store() as db:
+        runs = db.runs()
+        assert list(runs["protocol"]) == ["loso", "kfold-random"]
+        assert set(runs["status"]) == {"finished"}
+        prov = runs["provenance"].iloc[0]
+        assert {"git_commit", "packages", "cpu", "threads"} <= set(prov)
+        cfg = runs["config"].iloc[0]
+        assert cfg["synthetic"] is True and cfg["data"]["iemocap"]["manifest_hash"]
+        assert len(db.predictions(int(runs["id"].iloc[0]))) == 320
+
+
+def test_resume_after_a_crash_gives_the_uninterrupted_numbers(shared_home, tmp_path, monkeypatch):
+    spec = RunSpec(model="tiny", protocol="loso", recipes=("fp32", "dynamic-int8"), weights="random:1",
+                   synthetic=True, synthetic_size="tiny", measure=False)
+    clean = Runner(spec, store_path=tmp_path / "clean.sqlite", progress=False, log=lambda *a: None).run()
+
+    real_fold = Runner._fold
+    calls = []
+
+    def crashing(self, db, fold, pending, run_ids):
+        calls.append(fold.index)
+        if fold.index == 2:
+            raise KeyboardInterrupt("killed")
+        return real_fold(self, db, fold, pending, run_ids)
+
+    monkeypatch.setattr(Runner, "_fold", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        Runner(spec, store_path=tmp_path / "crash.sqlite", progress=False, log=lambda *a: None).run()
+    with store.Store(tmp_path / "crash.sqlite") as db:
+        assert set(db.runs()["status"]) == {"failed"}
+        assert all(db.finished_folds(int(i)) == [0, 1] for i in db.runs()["id"])
+    monkeypatch.setattr(Runner, "_fold", real_fold)
+    calls.clear()
+    resumed = Runner(spec, store_path=tmp_path / "crash.sqlite", resume=True, progress=False,
+                     log=lambda *a: None).run()
+    assert [r.run_id for r in resumed] == [1, 2]                 # the same runs, continued
+    with store.Store(tmp_path / "crash.sqlite") as a, store.Store(tmp_path / "clean.sqlite") as b:
+        for rid in (1, 2):
+            pa, pb = a.predictions(rid), b.predictions(rid)
+            assert len(pa) == len(pb) == 80                      # nothing lost or duplicated
+            assert list(pa["y_pred"]) == list(pb["y_pred"])
+            np.testing.assert_allclose(np.array(list(pa["probs"])), np.array(list(pb["probs"])), atol=1e-6)
+    assert [r.summary["ua"] for r in resumed] == [r.summary["ua"] for r in clean]
+
+
+def test_finetune_mode_runs_and_keeps_heads(shared_home, tmp_path):
+    spec = RunSpec(model="tiny", protocol="loso", recipes=("fp32",), mode="finetune", weights="random:0",
+                   synthetic=True, synthetic_size="tiny", measure=False)
+    spec.finetune = runner.FinetuneConfig(epochs=1, batch_size=8, augment=False)
+    (res,) = Runner(spec, store_path=tmp_path / "ft.sqlite", progress=False, log=lambda *a: None).run()
+    assert res.summary["folds"] == 5
+    assert sorted(p.name for p in runner.heads_dir(res.run_id).glob("fold*.pt")) == [
+        f"fold{k}.pt" for k in range(5)]
+    with store.Store(tmp_path / "ft.sqlite") as db:
+        details = db.folds(res.run_id)["details"].iloc[0]
+        assert details["epochs"] == 1 and db.run(res.run_id)["config"]["mode"] == "finetune"
+        art = json.loads((Path(details["artefact"]) / "artefact.json").read_text())
+        assert art["provenance"]["weights"]["kind"] == "finetuned"
+
+
+def test_missing_corpus_names_the_three_ways(shared_home, monkeypatch, capsys):
+    monkeypatch.chdir(shared_home)
+    assert main(["run", "--model", "tiny", "--protocol", "loso", "--weights", "random"]) == 2
+    err = capsys.readouterr().err
+    assert "--data iemocap=PATH" in err and "SERBENCH_DATA_IEMOCAP" in err and "serbench.toml" in err
+
+
+def test_static_recipe_calibrates_on_training_utterances_only(shared_home, tmp_path):
+    spec = RunSpec(model="tiny", protocol="loso", recipes=("static-int8",), weights="random:2",
+                   synthetic=True, synthetic_size="tiny", measure=False, calibration_clips=8)
+    (res,) = Runner(spec, store_path=tmp_path / "s.sqlite", progress=False, log=lambda *a: None).run()
+    with store.Store(tmp_path / "s.sqlite") as db:
+        folds = db.folds(res.run_id)
+    for _, row in folds.iterrows():
+        ids = row["details"]["calibration_ids"]
+        held_out = row["audit"]["held_out"]["test"] + row["audit"]["held_out"]["val"]
+        assert len(ids) == 8
+        assert not any(i.split("/")[1].startswith(tuple(held_out)) for i in ids)
+
+
+def test_unknown_mode_is_an_error():
+    with pytest.raises(SerbenchError, match="--mode"):
+        Runner(RunSpec(model="tiny", protocol="loso", mode="distill"))
