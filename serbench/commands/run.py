@@ -71,7 +71,8 @@ def run(args) -> int:
     print()
     print(f"{spec.model} on {runner.protocol.name} ({spec.mode}); weights: {weights}"
           + ("; DATA: SYNTHETIC" if synthetic else ""))
-    print(tabulate(table, headers=["run", "recipe", "size MB", "latency ms", "UA", "WA", "macro-F1", "flags"]))
+    print(tabulate(table, headers=["run", "recipe", "size MB", "latency ms", "UA", "WA", "macro-F1", "flags"],
+                   disable_numparse=True))
     shared = rows[0]["shared_speakers_train_test"]
     print(f"speakers shared by train and test, per fold: {shared}")
     for r in rows:
