@@ -96,13 +96,22 @@ def describe(prov: dict) -> str:
         return f"local {prov['path']} (sha256 {prov['sha256'][:12]})"
     if kind == "random":
         return f"RANDOM-INIT (seed {prov['seed']}), not pretrained"
+    if kind == "finetuned" and isinstance(prov.get("base"), dict):
+        return f"fine-tuned from {describe(prov['base'])}"
     return f"weight-free ({prov.get('extractor', kind)})"
 
 
 def _classes(entry: ModelEntry):
     import transformers
 
-    cls = getattr(transformers, entry.model_class)
+    cls = getattr(transformers, entry.model_class, None)
+    if cls is None or not hasattr(cls, "config_class"):
+        raise SerbenchError(f"{entry.path}: field 'model_class' names {entry.model_class!r}, which is not a "
+                            f"model class of transformers {transformers.__version__}")
+    try:
+        cls.config_class(**entry.config)
+    except (TypeError, ValueError) as exc:
+        raise SerbenchError(f"{entry.path}: field 'config' is not a valid {cls.config_class.__name__}: {exc}") from exc
     return cls, cls.config_class
 
 
