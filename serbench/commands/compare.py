@@ -1,0 +1,41 @@
+"""``serbench compare``: write one report (HTML, Markdown, CSV, plots) from the results store."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from serbench.errors import SerbenchError
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "compare", help="report on stored runs: Pareto fronts, leakage, cross-corpus, confusion; HTML/MD/CSV",
+        description="Reads the results store and writes index.html (self-contained, opens offline), "
+                    "report.md, runs.csv, leakage.csv, cross_corpus.csv and plots/*.png|svg.")
+    p.add_argument("--runs", help="comma-separated run ids (default: the latest finished run per model, "
+                                  "recipe, protocol, mode and synthetic-or-real data)")
+    p.add_argument("--out", help="report folder (default: reports/<timestamp> under the current directory)")
+    p.add_argument("--store", help="results database (default $SERBENCH_HOME/results.sqlite)")
+    p.set_defaults(func=run)
+
+
+def parse_ids(text: str | None) -> list[int] | None:
+    if not text:
+        return None
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError as exc:
+        raise SerbenchError(f"--runs must be comma-separated run ids, e.g. 3,4,7 (got {text!r})") from exc
+
+
+def run(args) -> int:
+    from serbench import report, store
+
+    ids = parse_ids(args.runs)
+    out = Path(args.out) if args.out else report.default_out()
+    with report.open_store(args.store or store.default_path()) as db:
+        rep = report.build(db, ids)
+    written = report.write(rep, out)
+    print(f"report on {len(rep.runs)} run(s) ({', '.join(map(str, rep.runs['run_id']))}) written to {out}:")
+    for path in written:
+        print(f"  {path}")
+    return 0

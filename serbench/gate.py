@@ -1,0 +1,196 @@
+"""``serbench gate``: fail CI when the latest runs score worse than a committed baseline.
+
+The baseline is a small JSON file kept in the repository (``reports/baseline.json``): for each
+``model/recipe/protocol`` the UA and accuracy per MB (UA / size in MB) of the run it was made
+from, whether its data were synthetic and what kind of weights it used, plus metadata saying when
+and from which commit it was written. Why these two numbers: UA is the headline score, and UA per
+MB is the trade-off a compression recipe exists for, so a change that makes a model bigger
+without making it better fails too.
+
+Tolerances, and why they differ:
+
+* UA: **absolute** (0.01 = one percentage point), because UA is already on a fixed 0..1 scale.
+* UA per MB: **relative** (0.01 = 1 %), because its scale depends on the model's size (0.5/MB for a
+  1 MB model, 0.002/MB for a 300 MB one), so an absolute allowance would mean nothing.
+
+A baseline entry with no current run is a failure unless ``allow_missing`` (a benchmark that
+silently stops running must not pass); a current run with no baseline entry is only reported.
+An entry whose data kind (synthetic or real) or weights kind changed is not comparable and fails:
+``--update`` is how such a change is accepted.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from serbench import report
+from serbench.errors import SerbenchError
+from serbench.store import Store, git_state
+
+FORMAT = 1
+GATE_KEY = ("model", "recipe", "protocol")
+EPS = 1e-12  # float noise; a score equal to the baseline never fails
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    ua: float = 0.01          # absolute, on UA as a fraction
+    acc_per_mb: float = 0.01  # relative, as a fraction of the baseline's value
+
+    def __post_init__(self):
+        for name in ("ua", "acc_per_mb"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise SerbenchError(f"tolerance on {name} must be a number >= 0, not {value!r}")
+
+
+@dataclass
+class Outcome:
+    rows: list[dict] = field(default_factory=list)   # one per (entry, metric) or per entry status
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+
+def key(model: str, recipe: str, protocol: str) -> str:
+    return f"{model}/{recipe}/{protocol}"
+
+
+def current_entries(db: Store) -> dict[str, dict]:
+    """The latest finished run per (model, recipe, protocol), as baseline-shaped entries."""
+    runs = db.runs()
+    if runs.empty:
+        raise SerbenchError(f"{db.path}: the store holds no runs (run the benchmark first)")
+    table = report.run_table(db, report.select_runs(runs, key=GATE_KEY))
+    return {key(r["model"], r["recipe"], r["protocol"]): {k: _plain(v) for k, v in {
+        "ua": r["ua"], "acc_per_mb": r["acc_per_mb"], "size_mb": r["size_mb"], "data": r["data"],
+        "synthetic": r["data"] != "real", "weights": r["weights"], "weights_kind": r["weights_kind"],
+        "mode": r["mode"], "folds": r["folds"], "run_id": r["run_id"], "created": r["created"],
+    }.items()} for r in table.to_dict("records")}
+
+
+def _plain(value):
+    """numpy scalars -> Python; NaN (pandas' missing float) -> None, so the JSON stays valid."""
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+# -- baseline file -------------------------------------------------------------------------------
+
+
+def load_baseline(path: str | Path) -> dict[str, dict]:
+    """The entries of the baseline at ``path``; errors name the file and what is wrong with it."""
+    path = Path(path)
+    if not path.is_file():
+        raise SerbenchError(f"{path}: no baseline file there (write one from the current runs with "
+                            f"`serbench gate --baseline {path} --update`)")
+    try:
+        doc = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise SerbenchError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from exc
+    if not isinstance(doc, dict) or not isinstance(doc.get("entries"), dict):
+        raise SerbenchError(f"{path}: not a serbench baseline (expected an object with an \"entries\" object)")
+    if doc.get("format", FORMAT) > FORMAT:
+        raise SerbenchError(f"{path}: baseline format {doc['format']} is newer than this serbench reads ({FORMAT})")
+    for name, entry in doc["entries"].items():
+        if name.count("/") != 2:
+            raise SerbenchError(f"{path}: entry {name!r} is not named model/recipe/protocol")
+        if not isinstance(entry, dict) or not _is_number(entry.get("ua")):
+            raise SerbenchError(f"{path}: entry {name!r} has no numeric \"ua\"")
+        if entry.get("acc_per_mb") is not None and not _is_number(entry["acc_per_mb"]):
+            raise SerbenchError(f"{path}: entry {name!r}: \"acc_per_mb\" must be a number or null")
+    return doc["entries"]
+
+
+def baseline_document(entries: dict[str, dict], store: str | Path) -> dict:
+    """What ``--update`` writes: the entries (sorted, so diffs of the file are readable) and where
+    they came from."""
+    commit, dirty = git_state()
+    return {
+        "format": FORMAT,
+        "written": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "git_commit": commit, "git_dirty": dirty, "store": str(store),
+        "tolerance_note": "serbench gate: UA tolerance is absolute, UA-per-MB tolerance is relative",
+        "entries": {k: entries[k] for k in sorted(entries)},
+    }
+
+
+def write_baseline(path: str | Path, entries: dict[str, dict], store: str | Path) -> Path:
+    doc = baseline_document(entries, store)
+    return report.write_atomic(Path(path), json.dumps(doc, indent=2, allow_nan=False) + "\n")
+
+
+# -- comparison ----------------------------------------------------------------------------------
+
+
+def compare(baseline: dict[str, dict], current: dict[str, dict], tol: Tolerance = Tolerance(),
+            allow_missing: bool = False) -> Outcome:
+    """Each baseline entry against the current run of the same name."""
+    out = Outcome()
+    for name in sorted(baseline):
+        base, cur = baseline[name], current.get(name)
+        if cur is None:
+            out.rows.append(_row(name, "-", None, None, "MISSING" if not allow_missing else "missing (allowed)"))
+            if not allow_missing:
+                out.failures.append(f"{name}: in the baseline but no finished run in the store")
+            continue
+        changed = [f"{k} {base.get(k)!r} -> {cur.get(k)!r}" for k in ("data", "weights_kind")
+                   if base.get(k) is not None and base.get(k) != cur.get(k)]
+        if changed:
+            out.rows.append(_row(name, "-", None, None, "NOT COMPARABLE"))
+            out.failures.append(f"{name}: not comparable with the baseline ({'; '.join(changed)}); "
+                                "accept the change with --update")
+            continue
+        _check_ua(out, name, base["ua"], cur["ua"], tol.ua)
+        _check_acc_per_mb(out, name, base.get("acc_per_mb"), cur.get("acc_per_mb"), tol.acc_per_mb)
+    for name in sorted(set(current) - set(baseline)):
+        out.rows.append(_row(name, "-", None, None, "new (not in baseline)"))
+    return out
+
+
+def _check_ua(out: Outcome, name: str, base: float, cur: float | None, tol: float) -> None:
+    if cur is None:
+        out.rows.append(_row(name, "UA", base, None, "REGRESSED"))
+        out.failures.append(f"{name}: UA {base:.4f} -> none (the run has no UA)")
+        return
+    delta = cur - base
+    status = "REGRESSED" if delta < -tol - EPS else ("improved" if delta > EPS else "ok")
+    out.rows.append(_row(name, "UA", base, cur, status, f"{delta:+.4f}", f"-{tol:.4f}"))
+    if status == "REGRESSED":
+        out.failures.append(f"{name}: UA {base:.4f} -> {cur:.4f} ({delta:+.4f}, {100 * delta:+.2f} points; "
+                            f"tolerance {tol:.4f} absolute)")
+
+
+def _check_acc_per_mb(out: Outcome, name: str, base: float | None, cur: float | None, tol: float) -> None:
+    if base is None and cur is None:
+        out.rows.append(_row(name, "UA/MB", None, None, "n/a (weight-free)"))
+        return
+    if base is None or cur is None:
+        out.rows.append(_row(name, "UA/MB", base, cur, "REGRESSED" if cur is None else "improved"))
+        if cur is None:
+            out.failures.append(f"{name}: UA/MB {base:.4g} -> none (the run's size is 0 or unknown)")
+        return
+    rel = cur / base - 1 if base else math.inf
+    status = "REGRESSED" if cur < base * (1 - tol) - EPS else ("improved" if cur > base + EPS else "ok")
+    out.rows.append(_row(name, "UA/MB", base, cur, status, f"{100 * rel:+.2f}%", f"-{100 * tol:.2f}%"))
+    if status == "REGRESSED":
+        out.failures.append(f"{name}: UA/MB {base:.4g} -> {cur:.4g} ({100 * rel:+.2f}%; "
+                            f"tolerance {100 * tol:.2f}% relative)")
+
+
+def _row(name, metric, base, cur, status, change="", allowed="") -> dict:
+    fmt = lambda v: "—" if v is None else f"{v:.4g}"  # noqa: E731
+    return {"entry": name, "metric": metric, "baseline": fmt(base), "current": fmt(cur), "change": change,
+            "allowed": allowed, "status": status}
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

@@ -1,0 +1,150 @@
+"""Figures for ``serbench compare``: Pareto fronts, confusion heatmaps, cross-corpus recall.
+
+Every function returns a :class:`matplotlib.figure.Figure` built without pyplot, so nothing
+depends on (or changes) a global backend or figure registry: a report can be made in a test, a
+worker thread or a headless CI box, and :func:`render` turns a figure into PNG and SVG bytes with
+Agg/SVG. Callers pass plain tables (pandas DataFrames) with a ``label`` column; the plots never
+look at the results store.
+"""
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # only matters if pyplot is imported elsewhere: never open a window
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+FRONT_COLOUR = "#c0392b"
+
+
+def render(fig: Figure) -> dict[str, bytes]:
+    """PNG and SVG bytes of ``fig``; metadata that changes on every call (dates, software
+    versions) is left out so re-rendering the same data gives the same files."""
+    out = {}
+    for fmt, meta in (("png", {"Software": None}), ("svg", {"Date": None})):
+        buf = io.BytesIO()
+        fig.savefig(buf, format=fmt, dpi=110, bbox_inches="tight", metadata=meta)
+        out[fmt] = buf.getvalue()
+    return out
+
+
+def pareto_2d(points: pd.DataFrame, x: str, x_label: str, on_front: str, title: str) -> Figure:
+    """Scatter of UA (%) against a cost ``x`` (minimised), the front drawn as a step line.
+
+    ``points`` needs ``x``, ``ua`` (fraction), ``model``, ``recipe``, ``label`` and the boolean
+    column ``on_front``. Zero costs (weight-free baselines) stay visible: the axis goes symlog
+    instead of log when a zero is present.
+    """
+    fig = Figure(figsize=(7.5, 5))
+    ax = fig.add_subplot()
+    df = points.assign(ua_pct=100 * points["ua"].astype(float), _x=points[x].astype(float))
+    sns.scatterplot(data=df, x="_x", y="ua_pct", hue="model", style="recipe", s=90, ax=ax, zorder=3)
+    front = df[df[on_front].astype(bool)].sort_values(["_x", "ua_pct"])
+    if len(front):
+        ax.step(front["_x"], front["ua_pct"], where="post", color=FRONT_COLOUR, lw=1.5, zorder=2,
+                label="Pareto front")
+        ax.scatter(front["_x"], front["ua_pct"], s=220, facecolors="none", edgecolors=FRONT_COLOUR,
+                   lw=1.5, zorder=4)
+    _cost_scale(ax, df["_x"].to_numpy())
+    if len(front):  # carry the last step to the right edge, so the dominated region is visible
+        right = ax.get_xlim()[1]
+        ax.plot([front["_x"].iloc[-1], right], [front["ua_pct"].iloc[-1]] * 2, color=FRONT_COLOUR, lw=1.5, zorder=2)
+        ax.set_xlim(right=right)
+    _place_labels(ax, df["_x"].to_numpy(), df["ua_pct"].to_numpy(), df["label"].tolist())
+    ax.set_xlabel(x_label)
+    ax.set_ylabel("UA (%)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def pareto_3d(points: pd.DataFrame, on_front: str, title: str) -> Figure:
+    """Size x latency x UA, points on the 3-D front in the front colour, the others grey."""
+    fig = Figure(figsize=(7.5, 6))
+    ax = fig.add_subplot(projection="3d")
+    mask = points[on_front].astype(bool).to_numpy()
+    xs, ys = points["size_mb"].astype(float).to_numpy(), points["latency_p50_ms"].astype(float).to_numpy()
+    zs = 100 * points["ua"].astype(float).to_numpy()
+    for sel, colour, name in ((~mask, "grey", "dominated"), (mask, FRONT_COLOUR, "on the 3-D front")):
+        if sel.any():
+            ax.scatter(xs[sel], ys[sel], zs[sel], c=colour, s=60, depthshade=False, label=name)
+    for x, y, z, label in zip(xs, ys, zs, points["label"]):
+        ax.text(x, y, z, f" {label}", fontsize=7)
+    ax.set_xlabel("size (MB)")
+    ax.set_ylabel("latency p50 (ms)")
+    ax.set_zlabel("UA (%)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7)
+    return fig
+
+
+def confusion(matrix: np.ndarray, classes: Sequence[str], title: str) -> Figure:
+    """Row-normalised confusion heatmap (each row is a true class; the diagonal is its recall),
+    laid out like the reference paper's Fig. 1."""
+    fig = Figure(figsize=(4.6, 3.9))
+    ax = fig.add_subplot()
+    sns.heatmap(pd.DataFrame(matrix, index=list(classes), columns=list(classes)), annot=True, fmt=".0%",
+                cmap="Blues", vmin=0, vmax=1, square=True, cbar=True, ax=ax, annot_kws={"fontsize": 8})
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title, fontsize=8.5)
+    fig.tight_layout()
+    return fig
+
+
+def recall_bars(long: pd.DataFrame, title: str) -> Figure:
+    """Per-class recall on the target corpus; ``long`` has ``label``, ``class`` and ``recall``."""
+    fig = Figure(figsize=(7.5, 4))
+    ax = fig.add_subplot()
+    sns.barplot(data=long.assign(recall_pct=100 * long["recall"].astype(float)), x="class", y="recall_pct",
+                hue="label", ax=ax)
+    ax.set_ylabel("recall on target (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def _place_labels(ax, xs, ys, labels: list[str], fontsize: float = 7.5) -> None:
+    """Annotate points, moving each label above or below its point, step by step, until it clears
+    the labels already placed (greedy; text width estimated from its length), so that close points
+    (an fp32 model and its int8 copy) stay readable."""
+    ax.autoscale_view()
+    px_per_pt = ax.figure.dpi / 72
+    height = 1.35 * fontsize
+    placed: list[tuple[float, float, float, float]] = []
+    order = sorted(range(len(labels)), key=lambda i: (-ys[i], xs[i]))
+    for i in order:
+        px, py = ax.transData.transform((xs[i], ys[i]))
+        width = 0.58 * fontsize * len(labels[i])
+        for dy in [4.0] + [sign * (4.0 + k * height) for k in range(1, 6) for sign in (1, -1)]:
+            box = (px + 6 * px_per_pt, py + dy * px_per_pt, px + (6 + width) * px_per_pt, py + (dy + height) * px_per_pt)
+            if not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in placed):
+                break
+        placed.append(box)
+        ax.annotate(labels[i], (xs[i], ys[i]), textcoords="offset points", xytext=(6, dy), fontsize=fontsize,
+                    arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "grey"} if abs(dy) > height else None)
+
+
+def _cost_scale(ax, values: np.ndarray) -> None:
+    """Log axis for costs that span decades; symlog when a zero (weight-free) is among them."""
+    ax.autoscale_view()  # limits with margins from the data, before any is fixed
+    values = values[np.isfinite(values)]
+    positive = values[values > 0]
+    if len(positive) < 2 or positive.max() / positive.min() < 20:
+        top = float(values.max()) if len(values) else 0.0
+        ax.set_xlim(left=min(0.0, float(values.min())) if len(values) else 0.0, right=top * 1.08 if top > 0 else 1.0)
+        return
+    if (values <= 0).any():
+        ax.set_xscale("symlog", linthresh=float(positive.min()))
+    else:
+        ax.set_xscale("log")
