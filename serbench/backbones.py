@@ -119,8 +119,8 @@ def _hub_unreachable(timeout: float = 3.0) -> str | None:
     """Why the hub cannot be reached, or None. One TCP connect instead of minutes of retries."""
     from huggingface_hub import constants
 
-    if constants.HF_HUB_OFFLINE:
-        return "HF_HUB_OFFLINE is set"
+    if constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}:
+        return "HF_HUB_OFFLINE is set"  # the env var is re-read: the constant was fixed at import
     url = urlparse(constants.ENDPOINT)
     port = url.port or (443 if url.scheme == "https" else 80)
     try:

@@ -1,0 +1,140 @@
+"""Export and every recipe on the tiny HuBERT: loadable artefacts, the right embedding shape, sane
+fidelity, calibration ids recorded, and a cache keyed by everything that changes the artefact."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from _models import clips, save_tiny
+
+from serbench import backbones, compress, measure, registry
+from serbench.errors import SerbenchError
+
+ORT_RECIPES = ["fp32", "fp16", "dynamic-int8", "static-int8"]
+CAL_IDS = [f"train/utt{i}" for i in range(3)]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """tiny from a save_pretrained folder, its fp32 torch reference, and every ORT artefact."""
+    root = tmp_path_factory.mktemp("compress")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SERBENCH_HOME", str(root / "home"))
+        entry = registry.load_model("tiny")
+        model, prov = backbones.build(entry, str(save_tiny(root / "tiny", seed=1)))
+        cal = clips(3, seconds=1.0, seed=11)
+        probe = clips(4, seconds=1.2, seed=12)
+        ref = measure.embed_all(backbones.encoder(entry, model), probe)
+        arts = {r: compress.build(entry, registry.load_recipe(r), (model, prov), cal, CAL_IDS) for r in ORT_RECIPES}
+        yield {"entry": entry, "model": model, "prov": prov, "cal": cal, "probe": probe, "ref": ref,
+               "arts": arts, "home": root / "home"}
+
+
+@pytest.mark.parametrize("recipe", ORT_RECIPES)
+def test_each_recipe_gives_a_loadable_artefact_with_sane_fidelity(setup, recipe):
+    art = setup["arts"][recipe]
+    loaded = compress.load(art.path)
+    assert loaded.recipe == recipe and loaded.format == "onnx" and (art.path / art.file).is_file()
+    assert loaded.provenance["weights"] == setup["prov"] and art.size_mb > 0
+    enc = compress.open_encoder(art.path, threads=1)
+    emb = measure.embed_all(enc, setup["probe"])
+    assert emb.shape == (4, 3, 32) and emb.dtype == np.float32 and np.isfinite(emb).all()
+    fid = measure.fidelity(setup["ref"], emb)
+    floor = {"fp32": 0.9999, "fp16": 0.99}.get(recipe, 0.5)  # int8 on a 25k-parameter random net
+    assert fid["centered_cosine"] >= floor, fid
+    assert fid["rel_l2"] < (1e-4 if recipe == "fp32" else 0.5), fid
+
+
+def test_sizes_follow_the_recipes(setup):
+    size = {r: a.size_mb for r, a in setup["arts"].items()}
+    assert size["fp16"] < size["fp32"] and size["dynamic-int8"] < size["fp32"]
+
+
+def test_onnx_graph_has_dynamic_batch_and_time_and_all_hidden_states(setup):
+    enc = compress.open_encoder(setup["arts"]["fp32"])
+    for samples in (8000, 20000):
+        out = enc.forward(np.zeros((2, samples), dtype=np.float32))
+        assert out.shape[:2] == (2, 3) and out.shape[3] == 32
+    assert enc.forward(np.zeros((1, 32000), np.float32)).shape[2] > enc.forward(np.zeros((1, 16000), np.float32)).shape[2]
+
+
+def test_calibration_ids_are_recorded_and_only_for_calibrated_recipes(setup):
+    assert setup["arts"]["static-int8"].provenance["calibration_ids"] == CAL_IDS
+    assert setup["arts"]["dynamic-int8"].provenance["calibration_ids"] == []
+    meta = json.loads((setup["arts"]["static-int8"].path / compress.META).read_text())
+    assert meta["provenance"]["calibration_ids"] == CAL_IDS
+
+
+def test_calibrated_recipe_without_calibration_fails_clearly(setup):
+    with pytest.raises(SerbenchError, match="static-int8.*calibrat"):
+        compress.build(setup["entry"], registry.load_recipe("static-int8"), (setup["model"], setup["prov"]))
+
+
+def test_cache_reuses_and_keys_on_calibration_and_weights(setup, monkeypatch):
+    monkeypatch.setenv("SERBENCH_HOME", str(setup["home"]))
+    entry, recipe = setup["entry"], registry.load_recipe("static-int8")
+    art = setup["arts"]["static-int8"]
+    stamp = (art.path / art.file).stat().st_mtime_ns
+    again = compress.build(entry, recipe, (setup["model"], setup["prov"]), setup["cal"], CAL_IDS)
+    assert again.path == art.path and (art.path / art.file).stat().st_mtime_ns == stamp
+    other_ids = compress.build(entry, recipe, (setup["model"], setup["prov"]), setup["cal"], ["a", "b", "c"])
+    assert other_ids.path != art.path
+    # a weights spec (not a built model) hits the same cache entry without rebuilding
+    spec = setup["prov"]["path"]
+    assert compress.build(entry, registry.load_recipe("fp32"), spec).path == setup["arts"]["fp32"].path
+    other_weights = compress.build(entry, registry.load_recipe("fp32"), "random:1")
+    assert other_weights.path != setup["arts"]["fp32"].path
+    assert other_weights.provenance["weights"]["kind"] == "random"
+
+
+def test_calibration_is_capped_by_the_recipe(setup, tmp_path, monkeypatch):
+    from _models import write_entry
+
+    write_entry(tmp_path, "recipes", "static-2", {**registry.load_recipe("static-int8").content, "name": "static-2",
+                                                  "options": {**registry.load_recipe("static-int8").options,
+                                                              "max_calibration_clips": 2}})
+    monkeypatch.setenv("SERBENCH_REGISTRY", str(tmp_path))
+    art = compress.build(setup["entry"], registry.load_recipe("static-2"), (setup["model"], setup["prov"]),
+                         setup["cal"], CAL_IDS)
+    assert art.provenance["calibration_ids"] == CAL_IDS[:2]
+
+
+def test_size_counts_every_model_file_but_not_metadata(tmp_path):
+    (tmp_path / "model.onnx").write_bytes(b"x" * 1000)
+    (tmp_path / "model.onnx.data").write_bytes(b"x" * 500_000)
+    (tmp_path / compress.META).write_text("{}")
+    assert compress.folder_size_mb(tmp_path) == pytest.approx(0.501)
+
+
+def test_egemaps_has_only_the_fp32_recipe():
+    entry = registry.load_model("egemaps")
+    art = compress.build(entry, registry.load_recipe("fp32"), "hub")
+    assert art.format == "opensmile"
+    assert compress.open_encoder(art).embed(clips(1, seconds=1.0)[0]).shape == (1, 88)
+    with pytest.raises(SerbenchError, match="weight-free"):
+        compress.build(entry, registry.load_recipe("static-int8"), "hub", clips(1), ["a"])
+
+
+def test_inc_int8_builds_and_embeds_any_length(setup, monkeypatch):
+    """Intel Neural Compressor PT2E: fixed-length graph, so short input is padded and long input
+    windowed; either way one (layers, dim) embedding comes out, close to the fp32 one."""
+    monkeypatch.setenv("SERBENCH_HOME", str(setup["home"]))
+    try:
+        import neural_compressor.torch.quantization  # noqa: F401
+    except ImportError:
+        with pytest.raises(SerbenchError, match="neural-compressor"):
+            compress.build(setup["entry"], registry.load_recipe("inc-int8"), (setup["model"], setup["prov"]),
+                           setup["cal"], CAL_IDS)
+        pytest.skip("neural-compressor's torch API is not installed: the recipe fails with a clear error")
+    art = compress.build(setup["entry"], registry.load_recipe("inc-int8"), (setup["model"], setup["prov"]),
+                         setup["cal"], CAL_IDS)
+    assert art.format == "inc-pt2e" and art.provenance["calibration_ids"] == CAL_IDS
+    assert art.provenance["clip_samples"] == 128_000
+    enc = compress.open_encoder(art, threads=1)
+    short, long = setup["probe"][0], np.concatenate([setup["probe"][1]] * 8)  # 1.2 s and 9.6 s
+    for wave in (short, long):
+        out = enc.embed(wave)
+        assert out.shape == (3, 32) and np.isfinite(out).all()
+    emb = measure.embed_all(enc, setup["probe"])
+    assert measure.fidelity(setup["ref"], emb)["centered_cosine"] > 0.3

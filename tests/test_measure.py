@@ -1,0 +1,107 @@
+"""Measurements: fidelity maths, interleaved latency, energy that never crashes and writes no
+files, fresh-process memory, and `serbench bench` output that labels random weights."""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from serbench import measure
+from serbench.cli import main
+
+
+def test_fidelity_identical_noisy_and_shifted():
+    rng = np.random.default_rng(0)
+    ref = rng.normal(5.0, 1.0, size=(6, 3, 16))  # a big common offset, as SSL embeddings have
+    same = measure.fidelity(ref, ref.copy())
+    assert same["centered_cosine"] == pytest.approx(1.0) and same["rel_l2"] == pytest.approx(0.0)
+    noisy = measure.fidelity(ref, ref + rng.normal(0, 0.5, ref.shape))
+    assert 0.5 < noisy["centered_cosine"] < 0.99 and noisy["rel_l2"] > 0
+    assert noisy["centered_cosine_worst_layer"] <= noisy["centered_cosine"]
+    # plain cosine would call this near-perfect; the centred one does not
+    plain = np.mean([np.dot(a.ravel(), b.ravel()) / np.linalg.norm(a) / np.linalg.norm(b)
+                     for a, b in zip(ref, ref + rng.normal(0, 0.5, ref.shape))])
+    assert plain > 0.99 > noisy["centered_cosine"]
+    shifted = measure.fidelity(ref, ref + 0.8)  # a constant bias in the candidate counts as error
+    assert shifted["centered_cosine"] < 0.99
+    with pytest.raises(ValueError):
+        measure.fidelity(ref, ref[:, :2])
+    with pytest.raises(ValueError):
+        measure.fidelity(ref[:1], ref[:1])
+
+
+def test_latency_is_interleaved_and_counts_runs():
+    calls = []
+    res = measure.latency({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, runs=5, warmup=2)
+    assert calls.count("a") == calls.count("b") == 7
+    assert calls[4:] == ["a", "b"] * 5  # after warm-up: a, b, a, b ...
+    for r in res.values():
+        assert r["runs"] == 5 and r["warmup"] == 2 and 0 <= r["p50_ms"] <= r["p90_ms"]
+    assert measure.throughput({"mean_ms": 500.0}, 8.0) == 16.0
+
+
+def test_energy_reports_joules_and_writes_nothing_to_cwd(tmp_path, monkeypatch, capfd):
+    monkeypatch.chdir(tmp_path)
+    res = measure.energy(lambda: sum(range(20000)), country="DEU", min_runs=3, min_seconds=0.5)
+    assert res["country"] == "DEU"
+    assert res.get("error") is None, res
+    assert res["energy_j_per_clip"] > 0 and res["runs"] >= 3 and res["tracking_mode"] == "process"
+    assert os.listdir(tmp_path) == []
+    assert "codecarbon INFO" not in capfd.readouterr().err
+
+
+def test_energy_failure_is_recorded_not_raised(monkeypatch):
+    import codecarbon
+
+    def broken(*a, **k):
+        raise RuntimeError("no power data")
+
+    monkeypatch.setattr(codecarbon, "OfflineEmissionsTracker", broken)
+    res = measure.energy(lambda: None, min_runs=1, min_seconds=0)
+    assert res["energy_j_per_clip"] is None and "no power data" in res["error"]
+
+
+@pytest.fixture(scope="module")
+def tiny_fp32(tmp_path_factory):
+    from serbench import compress, registry
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SERBENCH_HOME", str(tmp_path_factory.mktemp("measure_home")))
+        yield compress.build(registry.load_model("tiny"), registry.load_recipe("fp32"), "random:0")
+
+
+def test_peak_rss_in_a_fresh_process(tiny_fp32):
+    res = measure.peak_rss(tiny_fp32.path, threads=1, seconds=1.0)
+    assert res.get("error") is None, res
+    assert res["peak_rss_mb"] >= res["rss_before_open_mb"] > 0
+    assert measure.peak_rss(tiny_fp32.path / "missing")["peak_rss_mb"] is None
+
+
+def test_bench_labels_random_weights_and_flags(capsys):
+    argv = ["bench", "--model", "tiny", "--recipe", "dynamic-int8", "--weights", "random:4", "--runs", "2",
+            "--warmup", "1", "--probe", "2", "--no-energy", "--no-rss", "--threads", "1"]
+    assert main(argv + ["--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["random_weights"] is True and "RANDOM-INIT" in res["weights_label"]
+    assert res["weights"] == {"kind": "random", "seed": 4, "label": "RANDOM-INIT weights (not pretrained)"}
+    rows = {r["recipe"]: r for r in res["rows"]}
+    assert list(rows) == ["fp32", "dynamic-int8"] and res["threads"] == 1
+    assert rows["fp32"]["speedup_vs_fp32"] == 1.0 and rows["fp32"]["fidelity"]["centered_cosine"] > 0.9999
+    assert rows["dynamic-int8"]["latency"]["runs"] == 2 and isinstance(rows["dynamic-int8"]["flags"], list)
+    assert main(argv + ["--min-fidelity", "1.01"]) == 0
+    out = capsys.readouterr().out
+    assert "RANDOM-INIT" in out and "LOW-FIDELITY" in out
+
+
+def test_for_run_measures_an_artefact_flat(tiny_fp32, monkeypatch):
+    from serbench import registry
+
+    monkeypatch.setattr(measure, "energy", lambda fn, country="USA": {"energy_j_per_clip": 0.5, "country": country})
+    monkeypatch.setattr(measure, "peak_rss", lambda path, threads=None: {"peak_rss_mb": 1.0})
+    out = measure.for_run(registry.load_model("tiny"), registry.load_recipe("fp32"), tiny_fp32, runs=2)
+    assert out["size_mb"] == tiny_fp32.size_mb and out["latency_p50_ms"] > 0 and out["threads"] >= 1
+    assert out["energy_j_per_clip"] == 0.5 and out["memory_peak_rss_mb"] == 1.0
+    assert out["centered_cosine"] == 1.0
+    json.dumps(out)  # plain data for the store
