@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# CI benchmark gate: a small, seeded, deterministic benchmark on the synthetic corpora, gated
+# against the committed baseline (reports/baseline.json), so a change that lowers UA or UA per MB
+# fails CI. Measurement-free (--no-measure): latency is noise on a shared runner, size is not.
+#
+#   benchmarks/ci_gate.sh            run the benchmark and gate it (exit 1 on a regression)
+#   benchmarks/ci_gate.sh --update   run it and rewrite reports/baseline.json (commit the result)
+#
+# Extra arguments go to `serbench gate` (e.g. --tolerance 0.02). Needs `serbench` on PATH
+# (activate the venv first). Everything is written to a temporary SERBENCH_HOME, removed on exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+home=$(mktemp -d "${TMPDIR:-/tmp}/serbench-ci-gate.XXXXXX")
+trap 'rm -rf "$home"' EXIT
+export SERBENCH_HOME="$home" HF_HUB_OFFLINE=1 TQDM_DISABLE=1
+serbench run --model tiny --weights random:0 --protocol loso --synthetic --synthetic-size tiny \
+  --recipe fp32,dynamic-int8 --seed 0 --no-measure --quiet
+serbench gate --baseline reports/baseline.json "$@"
