@@ -1,0 +1,241 @@
+"""`serbench compare`: run selection, fronts, leakage and cross-corpus views, files and marks.
+
+The store is built by hand with :class:`serbench.store.Store` (known predictions -> known UA), so
+every expected number below is worked out from the inputs, not copied from the output.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+
+from serbench import metrics, report
+from serbench.cli import main
+from serbench.store import Store
+
+CLASSES = ["angry", "happy", "neutral", "sad"]
+PROTOCOLS = {
+    "loso": {"corpus": "iemocap", "unit": "session", "kind": "leave-one-out"},
+    "kfold-random": {"corpus": "iemocap", "unit": "utterance", "kind": "kfold"},
+    "speaker-kfold": {"corpus": "ravdess", "unit": "speaker", "kind": "kfold"},
+    "cross-corpus-ravdess": {"corpus": None, "unit": "corpus", "kind": "cross-corpus",
+                             "train": ["iemocap", "crema-d"], "test": ["ravdess"]},
+}
+WEIGHTS = {"hub": ({"kind": "hub", "id": "org/big", "revision": "abc"}, "hub org/big@abc"),
+           "random": ({"kind": "random", "seed": 0}, "RANDOM-INIT (seed 0), not pretrained"),
+           "none": ({"kind": "none", "extractor": "opensmile"}, "weight-free (opensmile)")}
+
+
+def predictions(recalls, n: int = 10) -> tuple[list[str], list[str]]:
+    """Truth and predictions with exactly ``recalls[c] * n`` of class c right (the rest predicted
+    as the next class): UA = mean(recalls)."""
+    y_true, y_pred = [], []
+    for i, (c, r) in enumerate(zip(CLASSES, recalls)):
+        right = round(r * n)
+        y_true += [c] * n
+        y_pred += [c] * right + [CLASSES[(i + 1) % len(CLASSES)]] * (n - right)
+    return y_true, y_pred
+
+
+def write_run(db: Store, model: str, recipe: str, protocol: str, recalls, *, weights: str = "hub",
+              synthetic: bool = False, folds: int = 2, shared: int = 0, measurements: dict | None = None,
+              status: str = "finished", mode: str = "probe") -> int:
+    """One run with ``folds`` identical folds scored from :func:`predictions` (so UA = mean(recalls)
+    and the std is 0), an audit with ``shared`` train/test speakers per fold, and measurements."""
+    proto = {"name": protocol, "train": [], "test": [], "train_only": [], **PROTOCOLS[protocol]}
+    corpora = proto["train"] + proto["test"] or [proto["corpus"]]
+    source, described = WEIGHTS[weights]
+    config = {"synthetic": synthetic, "weights_source": source, "weights": described, "protocol": proto,
+              "classes": CLASSES, "data": {c: {"synthetic": synthetic} for c in corpora},
+              "nonce": [model, recipe, protocol, status, len(db.runs())]}
+    rid = db.create_run(model=model, recipe=recipe, protocol=protocol, mode=mode, config=config, provenance={})
+    y_true, y_pred = predictions(recalls)
+    per_fold = []
+    for k in range(folds):
+        scores = metrics.scores(y_true, y_pred, CLASSES)
+        audit = {"sizes": {"test": len(y_true)}, "speakers": {"test": 2 + shared},
+                 "shared_speakers": {"train-test": {"count": shared, "speakers": [f"s{i}" for i in range(shared)]}}}
+        db.write_fold(rid, k, metrics=scores, audit=audit, utt_ids=[f"u{i}" for i in range(len(y_true))],
+                      y_true=y_true, y_pred=y_pred)
+        per_fold.append(scores)
+    if measurements is not None:
+        db.add_measurements(rid, measurements)
+    if status == "finished":
+        summary = metrics.aggregate(per_fold)
+        summary["audit"] = {"shared_speakers_train_test": [shared] * folds}
+        db.finish_run(rid, summary, n_folds=folds)
+    elif status == "failed":
+        db.fail_run(rid, "boom")
+    return rid
+
+
+@pytest.fixture()
+def hand(tmp_path) -> SimpleNamespace:
+    """A hand-made store: a real-data hub model under three recipes, a weight-free baseline, a
+    random-split run, a cross-corpus run, a synthetic random-init run, plus an older and a failed
+    run that the default selection must skip."""
+    path = tmp_path / "results.sqlite"
+    m = lambda size, lat=None, **kw: {"size_mb": size, "artefact": "x", **({"latency_p50_ms": lat} if lat else {}), **kw}  # noqa: E731
+    with Store(path) as db:
+        ids = {}
+        ids["old"] = write_run(db, "big", "fp32", "loso", [0.3] * 4, measurements=m(100, 50))
+        ids["A"] = write_run(db, "big", "fp32", "loso", [0.6] * 4, measurements=m(100, 50, energy_j_per_clip=2.0,
+                                                                                     fidelity_cosine=1.0))
+        ids["B"] = write_run(db, "big", "dynamic-int8", "loso", [0.6, 0.6, 0.5, 0.6], measurements=m(25, 30))
+        ids["C"] = write_run(db, "big", "static-int8", "loso", [0.5] * 4, measurements=m(26, 35))
+        ids["D"] = write_run(db, "egemaps", "fp32", "loso", [0.4, 0.5, 0.4, 0.5], weights="none", measurements=m(0))
+        ids["E"] = write_run(db, "big", "fp32", "kfold-random", [0.7] * 4, shared=8, measurements=m(100))
+        ids["F"] = write_run(db, "big", "fp32", "cross-corpus-ravdess", [0.2, 0.4, 0.5, 0.5], folds=1,
+                             measurements=m(100))
+        ids["G"] = write_run(db, "tiny", "fp32", "loso", [0.3] * 4, weights="random", synthetic=True,
+                             measurements=m(0.1))
+        ids["H"] = write_run(db, "tiny", "fp32", "kfold-random", [0.4] * 4, weights="random", synthetic=True,
+                             shared=8, measurements=m(0.1))
+        ids["failed"] = write_run(db, "big", "fp32", "loso", [0.9] * 4, status="failed")
+    return SimpleNamespace(path=path, ids=ids)
+
+
+def _build(path, ids=None, figures=False) -> report.Report:
+    with report.open_store(path) as db:
+        return report.build(db, ids, figures=figures)
+
+
+def test_default_selection_is_the_latest_finished_run_per_setup(hand):
+    rep = _build(hand.path)
+    ids = hand.ids
+    assert sorted(rep.runs["run_id"]) == sorted(ids[k] for k in "ABCDEFGH")  # not "old", not "failed"
+    a = rep.runs.set_index("run_id").loc[ids["A"]]
+    assert a["ua"] == pytest.approx(0.6) and a["acc_per_mb"] == pytest.approx(0.006)
+    assert a["energy_j_per_clip"] == 2.0 and a["fidelity_cosine"] == 1.0
+    # explicit ids win, and the old run can be asked for
+    assert list(_build(hand.path, [ids["old"]]).runs["ua"]) == [pytest.approx(0.3)]
+
+
+def test_fronts_per_protocol_and_data_kind(hand):
+    rep = _build(hand.path)
+    t = rep.runs.set_index("run_id")
+    ids = hand.ids
+    front = lambda k, col: t.loc[ids[k], col]  # noqa: E731
+    # loso, real data: A (best UA), B (smaller, slightly worse), D (0 MB) on the size front; C is
+    # dominated by B (bigger, slower, worse)
+    assert [front(k, "front_size") for k in "ABCD"] == [True, True, False, True]
+    assert [front(k, "front_latency") for k in "ABC"] == [True, True, False]
+    assert [front(k, "front_3d") for k in "ABC"] == [True, True, False]
+    assert front("D", "front_latency") is None and front("D", "front_3d") is None  # no latency measured
+    # the synthetic tiny run is in its own group: the real-data egemaps (0 MB, better) does not knock it off
+    assert front("G", "front_size") is True
+    assert t.loc[ids["G"], "pareto_group"] == "loso · SYNTHETIC"
+    # weight-free: accuracy per MB is not applicable, not infinite
+    assert t.loc[ids["D"], "acc_per_mb"] is None or pd.isna(t.loc[ids["D"], "acc_per_mb"])
+    assert report.acc_per_mb(0.5, 0) is None and report.acc_per_mb(0.5, 2) == 0.25
+
+
+def test_leakage_is_random_minus_speaker_independent_on_the_same_corpus(hand):
+    leak = _build(hand.path).leakage
+    assert len(leak) == 2  # big/fp32 on real IEMOCAP, tiny/fp32 on synthetic; never across the two
+    real = leak[leak["model"] == "big"].iloc[0]
+    assert real["random_protocol"] == "kfold-random" and real["speaker_independent_protocol"] == "loso"
+    assert real["leakage"] == pytest.approx(0.7 - 0.6)
+    assert real["random_audit"] == "8/10, 8/10" and real["speaker_independent_audit"] == "0/2, 0/2"
+    assert real["check"] == "ok" and real["marks"] == ""
+    synth = leak[leak["model"] == "tiny"].iloc[0]
+    assert synth["leakage"] == pytest.approx(0.1)
+    assert synth["marks"] == "SYNTHETIC, RANDOM-INIT"
+
+
+def test_cross_corpus_view_pairs_in_corpus_runs_and_gives_target_recall(hand):
+    cross = _build(hand.path).cross
+    assert len(cross) == 1
+    row = cross.iloc[0]
+    assert row["train"] == "iemocap+crema-d" and row["target"] == "ravdess"
+    assert row["ua_cross"] == pytest.approx(0.4)
+    assert row["in_corpus_protocol"] == "loso" and row["in_corpus"] == "iemocap (source)"
+    assert row["gap"] == pytest.approx(0.6 - 0.4)
+    assert [row[f"recall_{c}"] for c in CLASSES] == pytest.approx([0.2, 0.4, 0.5, 0.5])
+
+
+def test_report_files_are_written_self_contained_and_marked(hand, tmp_path):
+    out = tmp_path / "rep"
+    assert main(["compare", "--store", str(hand.path), "--out", str(out)]) == 0
+    html = (out / "index.html").read_text()
+    md = (out / "report.md").read_text()
+    for name in ("runs.csv", "leakage.csv", "cross_corpus.csv"):
+        assert (out / name).stat().st_size > 0
+    for stem in ("pareto-size-loso-real", "pareto-latency-loso-real", "pareto-3d-loso-real",
+                 "cross-corpus-recall", f"confusion-run{hand.ids['G']}"):
+        for ext in ("png", "svg"):
+            assert (out / "plots" / f"{stem}.{ext}").stat().st_size > 1000, stem
+    # offline: every image is inline, nothing is fetched
+    assert html.count('src="data:image/png;base64,') == len(list((out / "plots").glob("*.png")))
+    assert not re.search(r'(src|href)="(https?:)?//', html)
+    assert not list(out.rglob(".*.tmp"))  # atomic writes left no temporaries
+    # marks wherever the marked runs' numbers appear
+    runs = pd.read_csv(out / "runs.csv", keep_default_na=False).set_index("run_id")
+    assert runs.loc[hand.ids["G"], "marks"] == "SYNTHETIC, RANDOM-INIT"
+    assert runs.loc[hand.ids["A"], "marks"] == ""
+    assert "RANDOM-INIT" in runs.loc[hand.ids["G"], "weights"]
+    for text in (html, md):
+        assert "SYNTHETIC, RANDOM-INIT" in text  # leakage row of the tiny model
+        assert "tiny/fp32 [SYNTHETIC, RANDOM-INIT]" in text  # fronts table
+        assert "n/a (weight-free, 0 MB)" in text
+    leak = pd.read_csv(out / "leakage.csv", keep_default_na=False)
+    assert set(leak["marks"]) == {"", "SYNTHETIC, RANDOM-INIT"}
+
+
+def test_a_real_data_only_report_has_no_marks(hand, tmp_path):
+    ids = hand.ids
+    out = tmp_path / "real"
+    assert main(["compare", "--store", str(hand.path), "--out", str(out),
+                 "--runs", f"{ids['A']},{ids['B']}"]) == 0
+    html = (out / "index.html").read_text()
+    assert "SYNTHETIC" not in html and "RANDOM-INIT" not in html
+    assert "No runs for this view" in html  # no leakage or cross-corpus pair among these two
+
+
+def test_cli_errors_are_clear(tmp_path, capsys):
+    missing = tmp_path / "none.sqlite"
+    assert main(["compare", "--store", str(missing), "--out", str(tmp_path / "o")]) == 2
+    assert f"{missing}: no results store there" in capsys.readouterr().err
+    assert not missing.exists()  # reading did not create an empty store
+    empty = tmp_path / "empty.sqlite"
+    Store(empty).close()
+    assert main(["compare", "--store", str(empty)]) == 2
+    assert "no finished runs" in capsys.readouterr().err
+    with Store(empty) as db:
+        rid = write_run(db, "big", "fp32", "loso", [0.5] * 4, status="running")
+    assert main(["compare", "--store", str(empty), "--runs", f"{rid},99"]) == 2
+    assert "no run(s) [99]" in capsys.readouterr().err
+    assert main(["compare", "--store", str(empty), "--runs", str(rid)]) == 2
+    assert "not finished" in capsys.readouterr().err
+    assert main(["compare", "--store", str(empty), "--runs", "one,two"]) == 2
+    assert "comma-separated run ids" in capsys.readouterr().err
+
+
+def test_default_out_is_a_timestamped_folder_under_reports(hand, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["compare", "--store", str(hand.path), "--runs", str(hand.ids["D"])]) == 0
+    printed = capsys.readouterr().out
+    folders = list((tmp_path / "reports").iterdir())
+    assert len(folders) == 1 and re.fullmatch(r"\d{8}-\d{6}", folders[0].name)
+    assert str(Path("reports") / folders[0].name / "index.html") in printed
+
+
+@pytest.mark.skipif(not any(shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome")),
+                    reason="no headless Chromium on this machine (apt-get install chromium); "
+                           "the report's rendering is checked by benchmarks/screenshot_report.py where it is")
+def test_html_renders_in_headless_chromium(hand, tmp_path):
+    out = tmp_path / "rep"
+    assert main(["compare", "--store", str(hand.path), "--out", str(out)]) == 0
+    png = tmp_path / "shot.png"
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "screenshot_report.py"
+    proc = subprocess.run([sys.executable, str(script), str(out / "index.html"), str(png)],
+                          capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["non_blank_fraction"] > 0.05
