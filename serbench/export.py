@@ -345,26 +345,8 @@ def export(run_id: int, out: str | Path, recipe: str | None = None, fold: int = 
         onnx.save(merged, str(tmp / infer.MODEL_FILE))
         verified = verify(tmp / infer.MODEL_FILE, art, head, preprocess)
         log(f"verified: max |p_export - p_reference| = {verified['max_abs_diff']:.2e} on {verified['clips']} clips")
-        (tmp / infer.LABELS_FILE).write_text(json.dumps(
-            {"classes": classes, "label_maps": {n: d.get("label_map") for n, d in cfg["data"].items()}}, indent=2))
-        (tmp / infer.PREPROCESS_FILE).write_text(json.dumps(preprocess, indent=2))
-        shutil.copyfile(infer.__file__, tmp / "infer.py")
-        (tmp / "requirements.txt").write_text(
-            "# runtime of this model folder: python infer.py AUDIO... (see MODEL_CARD.md)\n"
-            "onnxruntime\nnumpy\nsoundfile\n# optional: soxr (resampling exactly as in training; without it a numpy "
-            "resampler is used)\n")
-        vad = vad_files()
-        vad_card = None
-        if vad is not None:
-            (tmp / "vad").mkdir()
-            shutil.copyfile(vad["model"], tmp / infer.VAD_FILE)
-            if vad["licence"]:
-                shutil.copyfile(vad["licence"], tmp / "vad" / "LICENSE")
-            vad_card = {"model": "Silero VAD (sequence ONNX)", "file": infer.VAD_FILE, "package": "silero-vad",
-                        "version": vad["version"], "licence": "MIT", "sha256": _sha256(tmp / infer.VAD_FILE)}
-        else:
-            log("warning: silero-vad is not installed, so the folder has no VAD model; infer needs --no-vad "
-                "(or silero-vad installed where it runs)")
+        vad_card = write_runtime_files(tmp, classes, preprocess,
+                                       label_maps={n: d.get("label_map") for n, d in cfg["data"].items()}, log=log)
         lat = latency(tmp / infer.MODEL_FILE) if measure_latency else None
         card = model_card(what, run, art, cfg, classes, preprocess, verified, lat, vad_card, measured_values,
                           size_mb=(tmp / infer.MODEL_FILE).stat().st_size / 1e6)
@@ -377,6 +359,34 @@ def export(run_id: int, out: str | Path, recipe: str | None = None, fold: int = 
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return card
+
+
+def write_runtime_files(folder: Path, classes: list[str], preprocess: dict, label_maps: dict | None = None,
+                        vad: bool = True, log=print) -> dict | None:
+    """Everything next to ``model.onnx`` that running it needs: labels, preprocessing settings, the
+    standalone ``infer.py``, ``requirements.txt`` and (when silero-vad is installed) the VAD model.
+    Returns the VAD's card entry, or None when no VAD model was copied."""
+    folder = Path(folder)
+    (folder / infer.LABELS_FILE).write_text(json.dumps({"classes": list(classes), "label_maps": label_maps or {}},
+                                                       indent=2))
+    (folder / infer.PREPROCESS_FILE).write_text(json.dumps(preprocess, indent=2))
+    shutil.copyfile(infer.__file__, folder / "infer.py")
+    (folder / "requirements.txt").write_text(
+        "# runtime of this model folder: python infer.py AUDIO... (see MODEL_CARD.md)\n"
+        "onnxruntime\nnumpy\nsoundfile\n# optional: soxr (resampling exactly as in training; without it a numpy "
+        "resampler is used)\n")
+    files = vad_files() if vad else None
+    if files is None:
+        if vad:
+            log("warning: silero-vad is not installed, so the folder has no VAD model; infer needs --no-vad "
+                "(or silero-vad installed where it runs)")
+        return None
+    (folder / "vad").mkdir(exist_ok=True)
+    shutil.copyfile(files["model"], folder / infer.VAD_FILE)
+    if files["licence"]:
+        shutil.copyfile(files["licence"], folder / "vad" / "LICENSE")
+    return {"model": "Silero VAD (sequence ONNX)", "file": infer.VAD_FILE, "package": "silero-vad",
+            "version": files["version"], "licence": "MIT", "sha256": _sha256(folder / infer.VAD_FILE)}
 
 
 def _stat(summary: dict | None, key: str) -> dict | None:
