@@ -1,0 +1,144 @@
+"""`serbench gate`: baseline comparison rules, the CLI's exit codes, and the CI benchmark itself."""
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+from serbench import gate
+from serbench.cli import main
+from serbench.store import Store
+from test_report import write_run  # hand-made runs with known UA
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _entry(ua, acc_per_mb, data="SYNTHETIC", weights_kind="random"):
+    return {"ua": ua, "acc_per_mb": acc_per_mb, "data": data, "weights_kind": weights_kind}
+
+
+BASE = {"tiny/fp32/loso": _entry(0.30, 2.0), "tiny/dynamic-int8/loso": _entry(0.31, 3.0),
+        "egemaps/fp32/loso": _entry(0.60, None, weights_kind="none")}
+
+
+def test_equal_runs_pass_and_improvements_are_not_failures():
+    assert gate.compare(BASE, BASE).passed
+    better = {**BASE, "tiny/fp32/loso": _entry(0.35, 2.5)}
+    out = gate.compare(BASE, better)
+    assert out.passed
+    assert {r["status"] for r in out.rows if r["entry"] == "tiny/fp32/loso"} == {"improved"}
+    assert [r["status"] for r in out.rows if r["entry"] == "egemaps/fp32/loso"] == ["ok", "n/a (weight-free)"]
+
+
+def test_ua_tolerance_is_absolute():
+    cur = {**BASE, "tiny/fp32/loso": _entry(0.291, 2.0)}            # -0.009: within 0.01
+    assert gate.compare(BASE, cur).passed
+    cur = {**BASE, "tiny/fp32/loso": _entry(0.285, 2.0)}            # -0.015
+    out = gate.compare(BASE, cur)
+    assert out.failures == ["tiny/fp32/loso: UA 0.3000 -> 0.2850 (-0.0150, -1.50 points; tolerance 0.0100 absolute)"]
+    assert gate.compare(BASE, cur, gate.Tolerance(ua=0.02)).passed
+
+
+def test_acc_per_mb_tolerance_is_relative():
+    cur = {**BASE, "tiny/dynamic-int8/loso": _entry(0.31, 2.94)}    # -2 %
+    out = gate.compare(BASE, cur)                                   # default 1 %
+    assert len(out.failures) == 1 and out.failures[0].startswith("tiny/dynamic-int8/loso: UA/MB 3 -> 2.94 (-2.00%")
+    assert gate.compare(BASE, cur, gate.Tolerance(acc_per_mb=0.03)).passed
+    # the same absolute drop (0.06) on a model with a small ratio is a large relative one
+    small = {"m/r/p": _entry(0.5, 0.1)}
+    assert not gate.compare(small, {"m/r/p": _entry(0.5, 0.04)}, gate.Tolerance(acc_per_mb=0.5)).passed
+
+
+def test_missing_new_and_incomparable_entries():
+    cur = {k: v for k, v in BASE.items() if k != "egemaps/fp32/loso"}
+    cur["hubert/fp32/loso"] = _entry(0.7, 0.01)
+    out = gate.compare(BASE, cur)
+    assert out.failures == ["egemaps/fp32/loso: in the baseline but no finished run in the store"]
+    assert any(r["entry"] == "hubert/fp32/loso" and r["status"].startswith("new") for r in out.rows)
+    assert gate.compare(BASE, cur, allow_missing=True).passed
+    real = {**BASE, "tiny/fp32/loso": _entry(0.30, 2.0, data="real")}
+    out = gate.compare(BASE, real)
+    assert len(out.failures) == 1 and "not comparable" in out.failures[0] and "'SYNTHETIC' -> 'real'" in out.failures[0]
+    with pytest.raises(Exception, match="tolerance on ua"):
+        gate.Tolerance(ua=-0.1)
+
+
+@pytest.fixture()
+def small_store(tmp_path) -> Path:
+    path = tmp_path / "results.sqlite"
+    with Store(path) as db:
+        write_run(db, "tiny", "fp32", "loso", [0.3] * 4, weights="random", synthetic=True,
+                  measurements={"size_mb": 0.15, "artefact": "x"})
+        write_run(db, "egemaps", "fp32", "loso", [0.5] * 4, weights="none", synthetic=True,
+                  measurements={"size_mb": 0, "artefact": "x"})
+    return path
+
+
+def test_update_then_pass_then_fail_on_a_raised_baseline(small_store, tmp_path, capsys):
+    baseline = tmp_path / "baseline.json"
+    assert main(["gate", "--store", str(small_store), "--baseline", str(baseline), "--update"]) == 0
+    doc = json.loads(baseline.read_text())
+    assert set(doc["entries"]) == {"tiny/fp32/loso", "egemaps/fp32/loso"}
+    assert doc["entries"]["tiny/fp32/loso"]["acc_per_mb"] == pytest.approx(0.3 / 0.15)
+    assert doc["entries"]["egemaps/fp32/loso"]["acc_per_mb"] is None  # 0 MB: not applicable
+    assert doc["entries"]["tiny/fp32/loso"]["synthetic"] is True
+    assert "RANDOM-INIT" in doc["entries"]["tiny/fp32/loso"]["weights"]
+    capsys.readouterr()
+    assert main(["gate", "--store", str(small_store), "--baseline", str(baseline)]) == 0
+    assert "gate: PASSED" in capsys.readouterr().out
+    doc["entries"]["tiny/fp32/loso"]["acc_per_mb"] *= 1.10
+    raised = tmp_path / "raised.json"
+    raised.write_text(json.dumps(doc))
+    assert main(["gate", "--store", str(small_store), "--baseline", str(raised)]) == 1
+    out = capsys.readouterr().out
+    assert "gate: FAILED (1)" in out
+    assert re.search(r"tiny/fp32/loso: UA/MB 2\.2 -> 2 \(-9\.09%; tolerance 1\.00% relative\)", out)
+    assert main(["gate", "--store", str(small_store), "--baseline", str(raised), "--tolerance", "0.1"]) == 0
+
+
+def test_cli_errors_name_the_file(small_store, tmp_path, capsys):
+    missing = tmp_path / "nope.json"
+    assert main(["gate", "--store", str(small_store), "--baseline", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert f"{missing}: no baseline file there" in err and "--update" in err
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"entries": {"a/b/c": {"ua": 0.5,}}}')
+    assert main(["gate", "--store", str(small_store), "--baseline", str(bad)]) == 2
+    assert f"{bad}: not valid JSON (line 1" in capsys.readouterr().err
+    bad.write_text('{"entries": {"a/b": {"ua": 0.5}}}')
+    assert main(["gate", "--store", str(small_store), "--baseline", str(bad)]) == 2
+    assert "not named model/recipe/protocol" in capsys.readouterr().err
+    empty = tmp_path / "empty.sqlite"
+    Store(empty).close()
+    assert main(["gate", "--store", str(empty), "--baseline", str(bad)]) == 2
+    assert "holds no runs" in capsys.readouterr().err
+    assert main(["gate", "--store", str(tmp_path / "none.sqlite"), "--baseline", str(bad)]) == 2
+    assert "no results store there" in capsys.readouterr().err
+
+
+def _ci_run_args() -> list[str]:
+    """The `serbench run ...` command of benchmarks/ci_gate.sh, so this test runs what CI runs."""
+    text = (ROOT / "benchmarks" / "ci_gate.sh").read_text().replace("\\\n", " ")
+    line = next(ln for ln in text.splitlines() if ln.strip().startswith("serbench run "))
+    return shlex.split(line)[1:]
+
+
+def test_ci_benchmark_passes_the_committed_baseline_and_fails_a_raised_one(tmp_path, capsys):
+    args = _ci_run_args()
+    assert "--no-measure" in args and "--synthetic" in args  # deterministic: no timing in the gate
+    assert main(args) == 0
+    committed = ROOT / "reports" / "baseline.json"
+    capsys.readouterr()
+    assert main(["gate", "--baseline", str(committed)]) == 0, capsys.readouterr().out
+    doc = json.loads(committed.read_text())
+    name = sorted(doc["entries"])[0]
+    doc["entries"][name]["acc_per_mb"] *= 1.05  # as if a change had made the model 5 % worse per MB
+    raised = tmp_path / "raised.json"
+    raised.write_text(json.dumps(doc))
+    capsys.readouterr()
+    assert main(["gate", "--baseline", str(raised)]) == 1
+    out = capsys.readouterr().out
+    assert f"{name}: UA/MB" in out and "(-4.76%; tolerance 1.00% relative)" in out
