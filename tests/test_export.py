@@ -1,0 +1,167 @@
+"""`serbench export`: a stored run -> one verified ONNX graph + everything needed to run it."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import Counter
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import soundfile as sf
+import soxr
+
+from serbench import compress, export, infer, store
+from serbench.cli import main
+from serbench.errors import SerbenchError
+from serbench.runner import Runner, RunSpec
+from serbench.synth import voice
+
+SR = infer.SAMPLE_RATE
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    return tmp_path_factory.mktemp("home")
+
+
+@pytest.fixture(scope="module")
+def runs(home):
+    """One production run of the tiny model, fp32 + static-int8: {recipe: run id}."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("SERBENCH_HOME", str(home))
+    mp.setenv("HF_HUB_OFFLINE", "1")
+    try:
+        spec = RunSpec(model="tiny", protocol="production", recipes=("fp32", "static-int8"),
+                       weights="random:0", synthetic=True, synthetic_size="tiny", measure=False)
+        results = Runner(spec, progress=False, log=lambda *a: None).run()
+    finally:
+        mp.undo()
+    return {r.recipe: r.run_id for r in results}
+
+
+@pytest.fixture()
+def shared_home(home, monkeypatch):
+    monkeypatch.setenv("SERBENCH_HOME", str(home))
+    return home
+
+
+def _clips():
+    """Fresh clips (not the ones export verifies on), as the runtime feeds them to the graph."""
+    pre = {"sample_rate": SR, "trim_db": 20.0, "preemphasis": 0.97, "peak": 0.95, "seconds": 8.0,
+           "min_samples": 8000}
+    clips = voice.probe_clips(3, seed=42, seconds=8.0)
+    return [infer.model_input(c[: int(s * SR)], pre) for c, s in zip(clips, (8.0, 2.2, 6.0))]
+
+
+def _graph_probs(folder, waves):
+    sess = ort.InferenceSession(str(folder / infer.MODEL_FILE), providers=["CPUExecutionProvider"])
+    return np.stack([sess.run(["probabilities"], {"input_values": w[None]})[0][0] for w in waves])
+
+
+def _reference(run_id, recipe_run, waves):
+    """The store's fold-0 artefact (as `serbench run` evaluated it) + the saved torch head."""
+    with store.Store() as db:
+        art = compress.load(db.folds(recipe_run)["details"].iloc[0]["artefact"])
+    head, _ = export.load_head(export.heads_path(run_id, 0))
+    return export.reference_probabilities(art, head, waves), art
+
+
+def test_exported_graph_equals_artefact_plus_head(shared_home, runs, tmp_path):
+    out = tmp_path / "fp32"
+    card = export.export(runs["fp32"], out, log=lambda *a: None)
+    assert {p.name for p in out.iterdir()} >= {"model.onnx", "labels.json", "preprocess.json", "infer.py",
+                                               "requirements.txt", "model_card.json", "MODEL_CARD.md", "vad"}
+    waves = _clips()
+    ref, _ = _reference(runs["fp32"], runs["fp32"], waves)
+    got = _graph_probs(out, waves)
+    np.testing.assert_allclose(got, ref, atol=1e-5)
+    assert np.allclose(got.sum(axis=1), 1, atol=1e-5)
+    m = onnx.load(str(out / "model.onnx"))
+    assert [i.name for i in m.graph.input] == ["input_values"] and [o.name for o in m.graph.output] == ["probabilities"]
+    # the card says what the model is and where its numbers come from
+    with store.Store() as db:
+        summary = db.run(runs["fp32"])["summary"]
+    assert card["accuracy"]["ua"] == summary["ua"] and card["run_id"] == runs["fp32"]
+    assert card["weights_source"]["kind"] == "random" and "RANDOM-INIT" in card["weights"]
+    assert card["data"]["synthetic"] is True and card["protocol"]["name"] == "production"
+    assert card["verification"]["max_abs_diff"] < 1e-4 and card["latency"]["p50_ms"] > 0
+    assert card["size"]["model_onnx_mb"] > 0 and card["vad"]["licence"] == "MIT"
+    assert json.loads((out / "labels.json").read_text())["classes"] == ["angry", "happy", "neutral", "sad"]
+    md = (out / "MODEL_CARD.md").read_text()
+    assert "SYNTHETIC" in md and "RANDOM-INIT" in md and "UA (%)" in md
+    assert json.loads((out / "preprocess.json").read_text())["trim_db"] == 20.0
+
+
+def test_int8_export_stays_int8_and_other_recipe_comes_from_the_sibling_run(shared_home, runs, tmp_path):
+    out = tmp_path / "int8"
+    card = export.export(runs["fp32"], out, recipe="static-int8", log=lambda *a: None, measure_latency=False)
+    assert card["run_id"] == runs["static-int8"] and card["recipe"] == "static-int8"
+    assert "taken from run" in card["note"] and card["accuracy"]["measured_by_run"] == runs["static-int8"]
+    ops = Counter(n.op_type for n in onnx.load(str(out / "model.onnx")).graph.node)
+    assert ops["QuantizeLinear"] > 0 and ops["DequantizeLinear"] > 0
+    waves = _clips()
+    ref, art = _reference(runs["static-int8"], runs["static-int8"], waves)
+    assert art.recipe == "static-int8"
+    np.testing.assert_allclose(_graph_probs(out, waves), ref, atol=1e-5)
+    assert card["backbone_artefact"]["calibration_clips"] > 0
+
+
+def test_uncalibrated_recipe_is_rebuilt_and_says_it_was_not_measured(shared_home, runs, tmp_path):
+    card = export.export(runs["fp32"], tmp_path / "dyn", recipe="dynamic-int8", log=lambda *a: None,
+                         measure_latency=False)
+    assert card["accuracy"]["measured_by_run"] is None and "NOT measured" in card["note"]
+    assert "not measured" in (tmp_path / "dyn" / "MODEL_CARD.md").read_text()
+
+
+def test_refusals(shared_home, runs, tmp_path):
+    with pytest.raises(SerbenchError, match="calibrated"):
+        export.export(runs["fp32"], tmp_path / "a", recipe="inc-int8", log=lambda *a: None)
+    with pytest.raises(SerbenchError, match="no run 999"):
+        export.export(999, tmp_path / "b", log=lambda *a: None)
+    with pytest.raises(SerbenchError, match="no fold 3"):
+        export.export(runs["fp32"], tmp_path / "c", fold=3, log=lambda *a: None)
+    with pytest.raises(SerbenchError, match="no-such"):
+        export.export(runs["fp32"], tmp_path / "d", recipe="no-such", log=lambda *a: None)
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("x")
+    with pytest.raises(SerbenchError, match="not empty"):
+        export.export(runs["fp32"], tmp_path / "full", log=lambda *a: None)
+    assert (tmp_path / "full" / "x").read_text() == "x"
+    assert not any(p.name.startswith(".") for p in tmp_path.iterdir())   # no temp folder left behind
+
+
+def test_cli_export_then_standalone_infer_without_torch(shared_home, runs, tmp_path, capsys):
+    out = tmp_path / "model"
+    assert main(["export", "--run", str(runs["static-int8"]), str(out), "--no-latency"]) == 0
+    assert "exported tiny static-int8" in capsys.readouterr().out
+    rng = np.random.default_rng(0)
+    spk = voice.random_speaker("s", "M", rng)
+    parts = []
+    for _ in range(5):
+        parts += [voice.utterance(spk, "sad", 3.0, rng), rng.normal(0, 0.002, SR).astype(np.float32)]
+    y = np.concatenate(parts)
+    x = soxr.resample(y, SR, 44100)
+    sf.write(tmp_path / "note.wav", np.stack([x, x], axis=1), 44100)
+    sf.write(tmp_path / "quiet.wav", np.zeros(SR * 3, np.float32), SR)
+    # the folder's own infer.py, with torch, librosa, scipy, soxr and serbench unimportable
+    blocked = ["torch", "librosa", "scipy", "soxr", "serbench", "silero_vad", "transformers", "sklearn"]
+    code = ("import sys, runpy\n"
+            f"for m in {blocked!r}: sys.modules[m] = None\n"
+            f"sys.argv = ['infer.py', {str(tmp_path / 'note.wav')!r}, {str(tmp_path / 'quiet.wav')!r}, '--json']\n"
+            f"runpy.run_path({str(out / 'infer.py')!r}, run_name='__main__')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    note, quiet = doc["results"]
+    assert note["status"] == "ok" and note["channels"] == 2 and note["resampler"].startswith("numpy")
+    assert note["windows"] >= 1 and doc["model_card"]["recipe"] == "static-int8"
+    assert quiet["status"] == "no_speech"
+    # serbench infer (soxr resampling) agrees with the standalone run (numpy resampling)
+    assert main(["infer", str(out), str(tmp_path / "note.wav"), "--json"]) == 0
+    ours = json.loads(capsys.readouterr().out)["results"][0]
+    assert ours["windows"] == note["windows"]
+    for c, p in ours["distribution"].items():
+        assert abs(p - note["distribution"][c]) < 0.05
