@@ -1,6 +1,6 @@
 """Figures for ``serbench compare``: Pareto fronts, confusion heatmaps, cross-corpus recall.
 
-Every function returns a :class:`matplotlib.figure.Figure` built without pyplot, so nothing
+Every function returns :class:`matplotlib.figure.Figure` objects built without pyplot, so nothing
 depends on (or changes) a global backend or figure registry: a report can be made in a test, a
 worker thread or a headless CI box, and :func:`render` turns a figure into PNG and SVG bytes with
 Agg/SVG. Callers pass plain tables (pandas DataFrames) with a ``label`` column; the plots never
@@ -21,6 +21,43 @@ import seaborn as sns  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 FRONT_COLOUR = "#c0392b"
+RECALL_TITLE = "Per-class recall on the target corpus"
+
+
+def report_figures(runs: pd.DataFrame, cross: pd.DataFrame) -> dict[str, tuple[str, Figure]]:
+    """Every figure of a report, ``{file stem: (caption, figure)}``, from its run table (with
+    fronts, :func:`serbench.report.add_fronts`) and cross-corpus table: per protocol-and-data group
+    the size, latency and 3-D fronts (each only over the runs that have its numbers), the target
+    corpus's per-class recall, and one confusion heatmap per run."""
+    from serbench import metrics
+    from serbench.report import pct, plot_label, slug
+
+    figs: dict[str, tuple[str, Figure]] = {}
+    for group, df in runs.groupby("pareto_group", sort=False):
+        # the group name carries the kind of data (SYNTHETIC); point labels carry RANDOM-INIT
+        df = df.assign(label=[plot_label(r, data_in_title=True) for r in df.to_dict("records")])
+        for name, x, x_label, col in (("size", "size_mb", "model size (MB)", "front_size"),
+                                      ("latency", "latency_p50_ms", "latency p50 (ms, one 8 s clip)", "front_latency")):
+            have = df[df[col].notna()]
+            if len(have):
+                title = f"{name.capitalize()} x UA, {group}"
+                figs[f"pareto-{name}-{slug(group)}"] = (title, pareto_2d(have, x, x_label, col, title))
+        have = df[df["front_3d"].notna()]
+        if len(have):
+            title = f"Size x latency x UA, {group}"
+            figs[f"pareto-3d-{slug(group)}"] = (title, pareto_3d(have, "front_3d", title))
+    long = [{"label": f"{r['model']}/{r['recipe']} -> {r['target']}" + (f" [{r['marks']}]" if r["marks"] else ""),
+             "class": c[len("recall_"):], "recall": r[c]}
+            for r in cross.drop_duplicates("run_id").to_dict("records")
+            for c in cross.columns if c.startswith("recall_") and r[c] is not None and not pd.isna(r[c])]
+    if long:
+        figs["cross-corpus-recall"] = (RECALL_TITLE, recall_bars(pd.DataFrame(long), RECALL_TITLE))
+    for r in runs.to_dict("records"):
+        if r["confusion"]:
+            title = f"run {r['run_id']}: {plot_label(r)}\n{r['protocol']}, UA {pct(r['ua'])}%"
+            figs[f"confusion-run{r['run_id']}"] = (title.replace("\n", "; "), confusion(
+                metrics.normalised_confusion(r["confusion"]), r["classes"], title))
+    return figs
 
 
 def render(fig: Figure) -> dict[str, bytes]:
@@ -127,7 +164,8 @@ def _place_labels(ax, xs, ys, labels: list[str], fontsize: float = 7.5) -> None:
         px, py = ax.transData.transform((xs[i], ys[i]))
         width = 0.58 * fontsize * len(labels[i])
         for dy in [4.0] + [sign * (4.0 + k * height) for k in range(1, 6) for sign in (1, -1)]:
-            box = (px + 6 * px_per_pt, py + dy * px_per_pt, px + (6 + width) * px_per_pt, py + (dy + height) * px_per_pt)
+            box = (px + 6 * px_per_pt, py + dy * px_per_pt,
+                   px + (6 + width) * px_per_pt, py + (dy + height) * px_per_pt)
             if not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in placed):
                 break
         placed.append(box)
@@ -142,7 +180,8 @@ def _cost_scale(ax, values: np.ndarray) -> None:
     positive = values[values > 0]
     if len(positive) < 2 or positive.max() / positive.min() < 20:
         top = float(values.max()) if len(values) else 0.0
-        ax.set_xlim(left=min(0.0, float(values.min())) if len(values) else 0.0, right=top * 1.08 if top > 0 else 1.0)
+        left = min(0.0, float(values.min())) if len(values) else 0.0
+        ax.set_xlim(left=left, right=top * 1.08 if top > 0 else 1.0)
         return
     if (values <= 0).any():
         ax.set_xscale("symlog", linthresh=float(positive.min()))

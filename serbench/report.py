@@ -28,7 +28,7 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
-from serbench import metrics, pareto
+from serbench import pareto
 from serbench.errors import SerbenchError
 from serbench.store import Store
 
@@ -272,66 +272,33 @@ def build(db: Store, run_ids: list[int] | None = None, figures: bool = True) -> 
     table = add_fronts(run_table(db, select_runs(store_runs(db), run_ids)))
     rep = Report(table, leakage_table(table), cross_corpus_table(table), str(db.path))
     if figures:
-        rep.figures = _figures(rep)
+        from serbench import plots  # lazy: matplotlib/seaborn are slow to import; the gate needs neither
+
+        rep.figures = plots.report_figures(rep.runs, rep.cross)
     return rep
 
 
-def _figures(rep: Report) -> dict:
-    from serbench import plots  # lazy: matplotlib/seaborn are slow to import and the gate needs neither
-
-    figs = {}
-    for group, df in rep.runs.groupby("pareto_group", sort=False):
-        # the group name carries the kind of data (SYNTHETIC); point labels carry RANDOM-INIT
-        df = df.assign(label=[_plot_label(r, data_in_title=True) for r in df.to_dict("records")])
-        slug = _slug(group)
-        sized = df[df["front_size"].notna()]
-        if len(sized):
-            figs[f"pareto-size-{slug}"] = (f"Size x UA, {group}", plots.pareto_2d(
-                sized, "size_mb", "model size (MB)", "front_size", f"Size x UA, {group}"))
-        timed = df[df["front_latency"].notna()]
-        if len(timed):
-            figs[f"pareto-latency-{slug}"] = (f"Latency x UA, {group}", plots.pareto_2d(
-                timed, "latency_p50_ms", "latency p50 (ms, one 8 s clip)", "front_latency", f"Latency x UA, {group}"))
-        both = df[df["front_3d"].notna()]
-        if len(both):
-            figs[f"pareto-3d-{slug}"] = (f"Size x latency x UA, {group}",
-                                         plots.pareto_3d(both, "front_3d", f"Size x latency x UA, {group}"))
-    if len(rep.cross):
-        long = [{"label": f"{r['model']}/{r['recipe']} -> {r['target']}" + (f" [{r['marks']}]" if r["marks"] else ""),
-                 "class": c[len("recall_"):], "recall": r[c]}
-                for r in rep.cross.drop_duplicates("run_id").to_dict("records")
-                for c in rep.cross.columns if c.startswith("recall_") and r[c] is not None and not pd.isna(r[c])]
-        if long:
-            figs["cross-corpus-recall"] = ("Per-class recall on the target corpus",
-                                           plots.recall_bars(pd.DataFrame(long), "Per-class recall on the target corpus"))
-    for r in rep.runs.to_dict("records"):
-        if r["confusion"]:
-            title = f"run {r['run_id']}: {_plot_label(r)}\n{r['protocol']}, UA {_pct(r['ua'])}%"
-            figs[f"confusion-run{r['run_id']}"] = (title.replace("\n", "; "), plots.confusion(
-                metrics.normalised_confusion(r["confusion"]), r["classes"], title))
-    return figs
-
-
-def _plot_label(r: dict, data_in_title: bool = False) -> str:
+def plot_label(r: dict, data_in_title: bool = False) -> str:
+    """model/recipe plus the run's marks (SYNTHETIC left out where the plot's title carries it)."""
     marks = [m for m in r["marks"].split(", ") if m and not (data_in_title and m == "SYNTHETIC")]
     return r["label"] + (f" [{', '.join(marks)}]" if marks else "")
 
 
-def _slug(text: str) -> str:
+def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
 # -- display tables (strings) ------------------------------------------------------------------
 
 
-def _pct(x) -> str:
+def pct(x) -> str:
     return "—" if x is None or pd.isna(x) else f"{100 * float(x):.1f}"
 
 
 def _pm(mean, std) -> str:
     if mean is None or pd.isna(mean):
         return "—"
-    return _pct(mean) + ("" if std is None or pd.isna(std) else f" ± {100 * float(std):.1f}")
+    return pct(mean) + ("" if std is None or pd.isna(std) else f" ± {100 * float(std):.1f}")
 
 
 def _num(x, spec: str) -> str:
@@ -351,7 +318,7 @@ def runs_display(t: pd.DataFrame) -> pd.DataFrame:
             "run": r["run_id"], "model/recipe": r["label"], "protocol": r["protocol"],
             "UA %": _pm(r["ua"], r["ua_std"]), "WA %": _pm(r["wa"], r["wa_std"]),
             "macro-F1 %": _pm(r["macro_f1"], r["macro_f1_std"]),
-            **{f"F1 {c} %": _pct(r["f1"].get(c)) for c in classes},
+            **{f"F1 {c} %": pct(r["f1"].get(c)) for c in classes},
             "size MB": _num(r["size_mb"], ".3g"), "latency p50 ms": _num(r["latency_p50_ms"], ".3g"),
             "UA/MB": ("n/a (weight-free, 0 MB)" if r["size_mb"] == 0 else _num(r["acc_per_mb"], ".3g")),
             "energy J/clip": _num(r["energy_j_per_clip"], ".3g"),
@@ -364,8 +331,8 @@ def runs_display(t: pd.DataFrame) -> pd.DataFrame:
 
 def fronts_display(t: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame([{
-        "group": r["pareto_group"], "model/recipe": _plot_label(r), "size MB": _num(r["size_mb"], ".3g"),
-        "latency p50 ms": _num(r["latency_p50_ms"], ".3g"), "UA %": _pct(r["ua"]),
+        "group": r["pareto_group"], "model/recipe": plot_label(r), "size MB": _num(r["size_mb"], ".3g"),
+        "latency p50 ms": _num(r["latency_p50_ms"], ".3g"), "UA %": pct(r["ua"]),
         "size front": _front(r["front_size"]), "latency front": _front(r["front_latency"]),
         "3-D front": _front(r["front_3d"]),
     } for r in t.to_dict("records")])
@@ -375,8 +342,8 @@ def leakage_display(t: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame([{
         "model/recipe": f"{r['model']}/{r['recipe']}" + (" (ft)" if r["mode"] == "finetune" else ""),
         "corpus": r["corpus"], "random split": r["random_protocol"],
-        "speaker-independent": r["speaker_independent_protocol"], "UA random %": _pct(r["ua_random"]),
-        "UA speaker-indep. %": _pct(r["ua_speaker_independent"]),
+        "speaker-independent": r["speaker_independent_protocol"], "UA random %": pct(r["ua_random"]),
+        "UA speaker-indep. %": pct(r["ua_speaker_independent"]),
         "leakage (points)": _num(None if r["leakage"] is None else 100 * r["leakage"], "+.1f"),
         "random: shared/test speakers per fold": r["random_audit"],
         "speaker-indep.: shared/test speakers per fold": r["speaker_independent_audit"],
@@ -388,11 +355,11 @@ def cross_display(t: pd.DataFrame) -> pd.DataFrame:
     recall_cols = [c for c in t.columns if c.startswith("recall_")]
     return pd.DataFrame([{
         "model/recipe": f"{r['model']}/{r['recipe']}" + (" (ft)" if r["mode"] == "finetune" else ""),
-        "train -> target": f"{r['train']} -> {r['target']}", "UA cross %": _pct(r["ua_cross"]),
+        "train -> target": f"{r['train']} -> {r['target']}", "UA cross %": pct(r["ua_cross"]),
         "in-corpus": f"{r['in_corpus_protocol']} on {r['in_corpus']}" if r["in_corpus_protocol"] else "—",
-        "UA in-corpus %": _pct(r["ua_in_corpus"]),
+        "UA in-corpus %": pct(r["ua_in_corpus"]),
         "gap (points)": _num(None if r["gap"] is None else 100 * r["gap"], "+.1f"),
-        **{f"recall {c[len('recall_'):]} %": _pct(r[c]) for c in recall_cols},
+        **{f"recall {c[len('recall_'):]} %": pct(r[c]) for c in recall_cols},
         "marks": r["marks"], "run": r["run_id"],
     } for r in t.to_dict("records")])
 
@@ -472,7 +439,8 @@ def _markdown(rep: Report, sections, images) -> str:
     for title, intro, table, stems in sections:
         parts.append(f"## {title}\n\n{intro}\n")
         if table is not None:
-            parts.append(tabulate(table, headers="keys", tablefmt="pipe", showindex=False, disable_numparse=True) + "\n")
+            parts.append(tabulate(table, headers="keys", tablefmt="pipe", showindex=False,
+                                  disable_numparse=True) + "\n")
         elif not stems:
             parts.append("_No runs for this view._\n")
         parts += [f"![{images[s][0]}](plots/{s}.png)\n" for s in stems if s in images]

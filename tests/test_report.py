@@ -82,7 +82,10 @@ def hand(tmp_path) -> SimpleNamespace:
     random-split run, a cross-corpus run, a synthetic random-init run, plus an older and a failed
     run that the default selection must skip."""
     path = tmp_path / "results.sqlite"
-    m = lambda size, lat=None, **kw: {"size_mb": size, "artefact": "x", **({"latency_p50_ms": lat} if lat else {}), **kw}  # noqa: E731
+
+    def m(size, lat=None, **kw):
+        return {"size_mb": size, "artefact": "x", **({"latency_p50_ms": lat} if lat else {}), **kw}
+
     with Store(path) as db:
         ids = {}
         ids["old"] = write_run(db, "big", "fp32", "loso", [0.3] * 4, measurements=m(100, 50))
