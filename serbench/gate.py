@@ -63,7 +63,7 @@ def key(model: str, recipe: str, protocol: str) -> str:
 
 def current_entries(db: Store) -> dict[str, dict]:
     """The latest finished run per (model, recipe, protocol), as baseline-shaped entries."""
-    runs = report.store_runs(db)
+    runs = db.runs()
     if runs.empty:
         raise SerbenchError(f"{db.path}: the store holds no runs (run the benchmark first)")
     table = report.run_table(db, report.select_runs(runs, key=GATE_KEY))

@@ -59,21 +59,6 @@ def open_store(path: str | Path) -> Store:
     return Store(path)
 
 
-def store_runs(db: Store) -> pd.DataFrame:
-    """``db.runs()``, robust to a store holding runs without a summary (running or failed).
-
-    Under pandas 3 a text column mixing JSON strings and NULLs is read with NaN for the NULLs,
-    which ``Store.runs`` then tries to JSON-decode (TypeError). Reading with the pre-3.0 object
-    dtype keeps NULL as ``None``. A workaround until ``Store._frame`` handles missing values itself.
-    """
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the option is deprecated in pandas 3 (still honoured)
-        with pd.option_context("future.infer_string", False):
-            return db.runs()
-
-
 def select_runs(runs: pd.DataFrame, run_ids: list[int] | None = None, key=SELECT_KEY) -> pd.DataFrame:
     """The runs a report covers: ``run_ids`` (each must exist and be finished), else the latest
     finished run per ``key`` (by default model, recipe, protocol, mode and synthetic-or-real)."""
@@ -269,7 +254,7 @@ class Report:
 
 def build(db: Store, run_ids: list[int] | None = None, figures: bool = True) -> Report:
     """Read the store and assemble every table (and, with ``figures``, every plot)."""
-    table = add_fronts(run_table(db, select_runs(store_runs(db), run_ids)))
+    table = add_fronts(run_table(db, select_runs(db.runs(), run_ids)))
     rep = Report(table, leakage_table(table), cross_corpus_table(table), str(db.path))
     if figures:
         from serbench import plots  # lazy: matplotlib/seaborn are slow to import; the gate needs neither

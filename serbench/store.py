@@ -299,7 +299,7 @@ class Store:
         cols = [d[0] for d in cur.description]
         df = pd.DataFrame(cur.fetchall(), columns=cols)
         for col in json_cols:
-            df[col] = [json.loads(v) if v is not None else None for v in df[col]]
+            df[col] = [json.loads(v) if isinstance(v, str) else None for v in df[col]]  # NULL may read as NaN
         return df
 
     def _run_row(self, conn: sqlite3.Connection, run_id: int) -> dict:

@@ -213,3 +213,15 @@ def test_newer_schema_is_refused(tmp_path):
     (tmp_path / "junk.sqlite").write_text("not a database at all" * 100)
     with pytest.raises(SerbenchError, match="not a usable results store"):
         Store(tmp_path / "junk.sqlite")
+
+
+def test_runs_reads_a_store_mixing_finished_and_failed_runs(tmp_path):
+    # a NULL summary (failed run) next to a JSON one must read back as None, not break runs()
+    with store.Store(tmp_path / "mixed.sqlite") as db:
+        cfg = {"synthetic": True, "weights_source": {"kind": "random", "seed": 0}}
+        a = db.create_run(model="m", recipe="fp32", protocol="loso", mode="probe", config=cfg, provenance={})
+        db.finish_run(a, {"ua": {"mean": 0.5, "std": None}})
+        b = db.create_run(model="m", recipe="fp32", protocol="kfold", mode="probe", config=cfg, provenance={})
+        db.fail_run(b, "killed")
+        runs = db.runs()
+    assert runs["summary"].tolist() == [{"ua": {"mean": 0.5, "std": None}}, None]
