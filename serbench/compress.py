@@ -222,17 +222,26 @@ def _ort_static(model_entry, recipe, model, clips, out: Path):
             return None if clip is None else {ONNX_INPUT: clip[None]}
 
     opts = recipe.options
+    if opts.get("calibrate_method", "MinMax") != "MinMax" and clips:
+        # histogram calibrators stack each tensor across clips, so clips must share one length:
+        # zero-pad to the longest (as the benchmark's 8 s clips are padded anyway)
+        longest = max(c.size for c in clips)
+        clips = [_fit(c, longest) for c in clips]
+    extra = {}
+    if "calibrate_percentile" in opts:
+        extra["CalibPercentile"] = float(opts["calibrate_percentile"])
     pre = _preprocessed(model_entry, recipe, model, out)
+    # Not CalibMaxIntermediateOutputs: onnxruntime 1.31 discards, rather than folds, the ranges
+    # collected before each flush. MinMax keeps only per-tensor extremes; the histogram methods
+    # keep activations, so recipes using them cap their clip count (max_calibration_clips).
     quantize_static(str(pre), str(out / "model.onnx"), Reader(),
                     quant_format=QuantFormat[opts.get("quant_format", "QDQ")],
                     op_types_to_quantize=opts.get("op_types_to_quantize"),
                     per_channel=opts.get("per_channel", False), reduce_range=opts.get("reduce_range", False),
                     activation_type=QuantType[opts.get("activation_type", "QUInt8")],
                     weight_type=QuantType[opts.get("weight_type", "QInt8")],
-                    # MinMax keeps only per-tensor min/max per clip, so memory does not grow with the
-                    # clip count. (CalibMaxIntermediateOutputs is avoided: onnxruntime 1.31 discards,
-                    # rather than folds, the ranges collected before each flush.)
-                    calibrate_method=CalibrationMethod[opts.get("calibrate_method", "MinMax")])
+                    calibrate_method=CalibrationMethod[opts.get("calibrate_method", "MinMax")],
+                    nodes_to_exclude=opts.get("nodes_to_exclude"), extra_options=extra)
     pre.unlink()
     return "onnx", "model.onnx", {}
 

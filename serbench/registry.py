@@ -24,7 +24,8 @@ RECIPE_METHODS: dict[str, dict[str, set[str]]] = {
         "fp16": {"opset", "keep_io_types"},
         "dynamic": {"opset", "weight_type", "op_types_to_quantize", "per_channel", "reduce_range"},
         "static": {"opset", "quant_format", "per_channel", "op_types_to_quantize", "activation_type",
-                   "weight_type", "calibrate_method", "reduce_range", "max_calibration_clips"},
+                   "weight_type", "calibrate_method", "calibrate_percentile", "reduce_range",
+                   "max_calibration_clips", "nodes_to_exclude"},
     },
     "neural-compressor": {
         "static": {"w_dtype", "w_sym", "w_granularity", "w_algo", "act_dtype", "act_sym",
