@@ -101,7 +101,18 @@ def describe(prov: dict) -> str:
     return f"weight-free ({prov.get('extractor', kind)})"
 
 
+def quiet_imports() -> None:
+    """Silence import-time noise: torchao (pulled in by transformers once neural-compressor's
+    torch extra is installed) warns about optional CUDA kernels, and torch about a deprecated
+    Enum registration in torchao. Neither concerns CPU inference."""
+    import logging
+
+    for name in ("torchao", "torch.utils._pytree"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def _classes(entry: ModelEntry):
+    quiet_imports()
     import transformers
 
     cls = getattr(transformers, entry.model_class, None)

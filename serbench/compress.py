@@ -253,6 +253,7 @@ def _inc_modules():
     """
     import logging
 
+    backbones.quiet_imports()
     level = os.environ.get("LOGLEVEL")
     os.environ["LOGLEVEL"] = "ERROR"  # read once, when INC creates its logger at import
     try:
