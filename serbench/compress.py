@@ -12,7 +12,9 @@ exported graphs output all hidden states stacked, and pooling is a plain mean ov
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -207,6 +209,19 @@ def _ort_dynamic(model_entry, recipe, model, clips, out: Path):
     return "onnx", "model.onnx", {}
 
 
+def _activation_matmuls(path: Path) -> list[str]:
+    """MatMul nodes with no weight input (attention scores and context: activation x activation).
+
+    Quantising those adds a requantisation of every attention matrix and was measurably slower
+    than leaving them in float, for no size gain (they hold no weights).
+    """
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    weights = {init.name for init in graph.initializer}
+    return [n.name for n in graph.node if n.op_type == "MatMul" and not weights.intersection(n.input)]
+
+
 def _ort_static(model_entry, recipe, model, clips, out: Path):
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
                                           QuantType, quantize_static)
@@ -231,17 +246,21 @@ def _ort_static(model_entry, recipe, model, clips, out: Path):
     if "calibrate_percentile" in opts:
         extra["CalibPercentile"] = float(opts["calibrate_percentile"])
     pre = _preprocessed(model_entry, recipe, model, out)
+    exclude = list(opts.get("nodes_to_exclude") or [])
+    if opts.get("weight_matmuls_only"):
+        exclude += _activation_matmuls(pre)
     # Not CalibMaxIntermediateOutputs: onnxruntime 1.31 discards, rather than folds, the ranges
     # collected before each flush. MinMax keeps only per-tensor extremes; the histogram methods
     # keep activations, so recipes using them cap their clip count (max_calibration_clips).
-    quantize_static(str(pre), str(out / "model.onnx"), Reader(),
-                    quant_format=QuantFormat[opts.get("quant_format", "QDQ")],
-                    op_types_to_quantize=opts.get("op_types_to_quantize"),
-                    per_channel=opts.get("per_channel", False), reduce_range=opts.get("reduce_range", False),
-                    activation_type=QuantType[opts.get("activation_type", "QUInt8")],
-                    weight_type=QuantType[opts.get("weight_type", "QInt8")],
-                    calibrate_method=CalibrationMethod[opts.get("calibrate_method", "MinMax")],
-                    nodes_to_exclude=opts.get("nodes_to_exclude"), extra_options=extra)
+    kwargs = dict(quant_format=QuantFormat[opts.get("quant_format", "QDQ")],
+                  op_types_to_quantize=opts.get("op_types_to_quantize"),
+                  per_channel=opts.get("per_channel", False), reduce_range=opts.get("reduce_range", False),
+                  activation_type=QuantType[opts.get("activation_type", "QUInt8")],
+                  weight_type=QuantType[opts.get("weight_type", "QInt8")],
+                  calibrate_method=CalibrationMethod[opts.get("calibrate_method", "MinMax")],
+                  nodes_to_exclude=exclude or None, extra_options=extra)
+    with contextlib.redirect_stdout(io.StringIO()):  # the histogram calibrators print progress
+        quantize_static(str(pre), str(out / "model.onnx"), Reader(), **kwargs)
     pre.unlink()
     return "onnx", "model.onnx", {}
 

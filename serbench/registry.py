@@ -25,7 +25,7 @@ RECIPE_METHODS: dict[str, dict[str, set[str]]] = {
         "dynamic": {"opset", "weight_type", "op_types_to_quantize", "per_channel", "reduce_range"},
         "static": {"opset", "quant_format", "per_channel", "op_types_to_quantize", "activation_type",
                    "weight_type", "calibrate_method", "calibrate_percentile", "reduce_range",
-                   "max_calibration_clips", "nodes_to_exclude"},
+                   "max_calibration_clips", "nodes_to_exclude", "weight_matmuls_only"},
     },
     "neural-compressor": {
         "static": {"w_dtype", "w_sym", "w_granularity", "w_algo", "act_dtype", "act_sym",

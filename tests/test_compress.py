@@ -138,3 +138,15 @@ def test_inc_int8_builds_and_embeds_any_length(setup, monkeypatch):
         assert out.shape == (3, 32) and np.isfinite(out).all()
     emb = measure.embed_all(enc, setup["probe"])
     assert measure.fidelity(setup["ref"], emb)["centered_cosine"] > 0.3
+
+
+def test_static_int8_leaves_attention_matmuls_float_and_quantises_weights(setup):
+    import onnx
+
+    graph = onnx.load(str(setup["arts"]["static-int8"].path / "model.onnx")).graph
+    producer = {o: n.op_type for n in graph.node for o in n.output}
+    matmuls = [n for n in graph.node if n.op_type == "MatMul"]
+    fed_by_dq = [all(producer.get(i) == "DequantizeLinear" for i in n.input) for n in matmuls]
+    attention = [n.name for n in matmuls if "attention/MatMul" in n.name]
+    assert len(attention) == 4 and any(fed_by_dq)  # 2 layers x (scores, context)
+    assert not any(ok for n, ok in zip(matmuls, fed_by_dq) if n.name in attention)
