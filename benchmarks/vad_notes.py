@@ -12,8 +12,9 @@ One seeded command:
    emotion by a held-out synthetic speaker (drawn from a seed the corpora never use), joined with
    pauses of background noise (a quiet noise floor throughout, plus louder room/traffic-like noise
    in the pauses), through a random recording channel;
-3. runs ``serbench infer`` on every note with VAD and with ``--no-vad`` (8 s windows, 8 s hop),
-   and on every utterance alone (what the model can do at all on these speakers);
+3. runs ``serbench infer`` on every note with VAD and with ``--no-vad`` (8 s windows, 8 s hop;
+   and 3 s windows, the length of the training utterances), and classifies some utterances alone
+   (what the model does on these speakers without any pauses or windowing);
 4. reports note-level accuracy (= UA: the classes are balanced), the share of notes predicted
    neutral, the share of windows predicted neutral, and confusion matrices.
 
@@ -54,12 +55,17 @@ def background(n: int, rng: np.random.Generator, level: float) -> np.ndarray:
 
 
 def make_note(emotion: str, seconds: float, rng: np.random.Generator, speaker=None,
-              pause=(1.5, 6.0), utt=(2.0, 6.0)):
-    """One long note: ``(audio 16 kHz float32, [(start_s, end_s) of each utterance], [utterances])``."""
+              pause=(1.5, 6.0), utt=(1.2, 3.5)):
+    """One long note: ``(audio 16 kHz float32, [(start_s, end_s) of each utterance], [utterances])``.
+
+    Utterance lengths and the recording channel are drawn like the synthetic IEMOCAP corpus's
+    (1.2-3.5 s, SNR 22-32 dB, room 0.15), so that apart from the pauses the notes differ from the
+    training data only in their (held-out) speakers.
+    """
     from serbench.synth import voice
 
     speaker = speaker or voice.random_speaker("note", "MF"[int(rng.integers(2))], rng)
-    channel = voice.Channel.random(rng, snr_db=(40, 50), room=0.1)
+    channel = voice.Channel.random(rng, snr_db=(22, 32), room=0.15)
     parts, spans, utts, t = [], [], [], 0.0
     speech_level = None
     while t < seconds:
@@ -168,6 +174,10 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--home", help="SERBENCH_HOME for this benchmark (default $SERBENCH_HOME/benchmarks/vad_notes)")
     ap.add_argument("--out", default=str(REPO / "reports" / "vad"), help="where the report goes")
+    ap.add_argument("--short-windows", type=float, nargs="*", default=[3.0],
+                    help="also run with these window lengths (hop = window), e.g. the training clips' length")
+    ap.add_argument("--utterances-per-note", type=int, default=4,
+                    help="utterances of each note also classified alone (the model's own bias on these speakers)")
     ap.add_argument("--retrain", action="store_true", help="train and export again even if an export exists")
     args = ap.parse_args(argv)
 
@@ -186,10 +196,14 @@ def main(argv=None) -> int:
     labels = model.labels
     assert tuple(labels) == CLASSES, labels
 
+    conditions = [("vad", True, 8.0), ("no_vad", False, 8.0)]
+    for w in args.short_windows:
+        conditions += [(f"vad_{w:g}s", True, w), (f"no_vad_{w:g}s", False, w)]
     notes_dir = home / "notes" / f"seed{args.seed}-n{args.notes_per_class}-{args.min_seconds:g}-{args.max_seconds:g}"
     notes_dir.mkdir(parents=True, exist_ok=True)
     speakers = note_speakers(len(CLASSES) * args.notes_per_class, args.seed)
-    rows = {"vad": [], "no_vad": [], "utterances": []}
+    rows = {name: [] for name, _, _ in conditions}
+    rows["utterances"] = []
     i = 0
     print(f"{len(speakers)} notes of {args.min_seconds:g}-{args.max_seconds:g} s, held-out speakers", flush=True)
     for c in CLASSES:
@@ -200,21 +214,22 @@ def main(argv=None) -> int:
             path = notes_dir / f"{i:03d}-{c}.flac"
             sf.write(path, y, SR, subtype="PCM_16")
             speech = sum(b - a for a, b in spans)
-            for mode, use_vad in (("vad", True), ("no_vad", False)):
-                r = infer.analyse(path, model, infer.Options(vad=use_vad), vad if use_vad else None)
-                rows[mode].append({"note": path.name, "true": c, "pred": r["emotion"], "status": r["status"],
+            for name, use_vad, w in conditions:
+                r = infer.analyse(path, model, infer.Options(vad=use_vad, window=w, hop=w), vad if use_vad else None)
+                rows[name].append({"note": path.name, "true": c, "pred": r["emotion"], "status": r["status"],
                                    "seconds": r["duration_s"], "speech_s_truth": round(speech, 2),
                                    "speech_s_vad": r["speech_s"], "windows": r["windows"],
                                    "distribution": r["distribution"],
-                                   "window_preds": [w["emotion"] for w in r["timeline"] if w.get("emotion")]})
-            for j, u in enumerate(utts):   # each utterance alone, as the model was evaluated
+                                   "window_preds": [w_["emotion"] for w_ in r["timeline"] if w_.get("emotion")]})
+            for j, u in enumerate(utts[: args.utterances_per_note]):   # utterances alone, as in evaluation
                 p = model.probabilities(u[: 8 * SR])
                 rows["utterances"].append({"note": path.name, "utt": j, "true": c, "pred": labels[int(np.argmax(p))]})
-            print(f"  {path.name}: {y.size / SR:5.1f} s, speech {speech:5.1f} s | VAD -> {rows['vad'][-1]['pred']}"
-                  f" ({rows['vad'][-1]['windows']} win) | no VAD -> {rows['no_vad'][-1]['pred']}"
-                  f" ({rows['no_vad'][-1]['windows']} win)", flush=True)
+            print(f"  {path.name}: {y.size / SR:5.1f} s, speech {speech:5.1f} s | "
+                  + " | ".join(f"{name} -> {rows[name][-1]['pred']} ({rows[name][-1]['windows']} win)"
+                               for name, _, _ in conditions), flush=True)
             i += 1
-    res = {mode: summarise(r, labels) for mode, r in rows.items()}
+    res = {name: summarise(r, labels) for name, r in rows.items()}
+    first = rows["vad"]
     doc = {
         "what": "long synthetic voice notes: note-level accuracy and share predicted neutral, with and without VAD",
         "command": "python benchmarks/vad_notes.py " + " ".join(argv if argv is not None else sys.argv[1:]),
@@ -223,13 +238,14 @@ def main(argv=None) -> int:
         "model": {"name": card["model"], "recipe": card["recipe"], "weights": card["weights"],
                   "run_ua": card["accuracy"].get("ua"), "protocol": card["protocol"]["name"],
                   "training_data": {n: d.get("origin") for n, d in (card["data"]["corpora"] or {}).items()}},
-        "notes": {"count": len(rows["vad"]), "seconds_total": round(sum(r["seconds"] for r in rows["vad"]), 1),
-                  "speech_share_truth": round(sum(r["speech_s_truth"] for r in rows["vad"])
-                                              / sum(r["seconds"] for r in rows["vad"]), 3),
-                  "speech_share_vad": round(sum(r["speech_s_vad"] or 0 for r in rows["vad"])
-                                            / sum(r["seconds"] for r in rows["vad"]), 3)},
-        "window_s": 8.0, "hop_s": 8.0, "labels": list(labels),
-        "results": res, "per_note": {m: rows[m] for m in ("vad", "no_vad")},
+        "notes": {"count": len(first), "seconds_total": round(sum(r["seconds"] for r in first), 1),
+                  "speech_share_truth": round(sum(r["speech_s_truth"] for r in first)
+                                              / sum(r["seconds"] for r in first), 3),
+                  "speech_share_vad": round(sum(r["speech_s_vad"] or 0 for r in first)
+                                            / sum(r["seconds"] for r in first), 3)},
+        "conditions": [{"name": n, "vad": v, "window_s": w, "hop_s": w} for n, v, w in conditions],
+        "labels": list(labels),
+        "results": res, "per_note": {n: rows[n] for n, _, _ in conditions},
         "wall_s": round(time.perf_counter() - t0, 1),
     }
     out = Path(args.out)
@@ -254,27 +270,29 @@ def markdown(doc: dict) -> str:
         f"Reproduce: `{doc['command'].strip()}` (seeded; {doc['created']}).",
         "",
         f"Model: {m['name']} {m['recipe']}, weights {m['weights']}, trained on {m['training_data']} "
-        f"({m['protocol']} protocol, test UA {_pct(ua.get('mean'))} on single utterances). "
+        f"({m['protocol']} protocol, test UA {_pct(ua.get('mean'))} on single utterances of training speakers). "
         f"Notes: {n['count']} ({len(doc['labels'])} classes x {doc['settings']['notes_per_class']}), "
         f"{n['seconds_total'] / 60:.1f} min in all, speech {100 * n['speech_share_truth']:.0f} % of the time "
         f"(VAD kept {100 * n['speech_share_vad']:.0f} %), held-out synthetic speakers, one emotion per note, "
-        f"pauses of background noise. Windows {doc['window_s']:g} s, hop {doc['hop_s']:g} s; "
-        "note = mean of window probabilities.",
+        "pauses of background noise. Note = mean of window probabilities; hop = window.",
         "",
-        "| | notes | note accuracy (= UA) | notes predicted neutral | non-neutral notes predicted neutral | windows | windows predicted neutral |",
-        "|---|---|---|---|---|---|---|",
+        "| condition | window | notes | note accuracy (= UA) | notes predicted neutral "
+        "| non-neutral notes predicted neutral | windows | windows predicted neutral |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for key, name in (("vad", "with VAD"), ("no_vad", "without VAD (--no-vad)")):
-        s = r[key]
-        lines.append(f"| {name} | {s['items']} | {_pct(s['accuracy'])} | {_pct(s['share_predicted_neutral'])} | "
-                     f"{_pct(s['share_non_neutral_predicted_neutral'])} | {s['windows']} | "
-                     f"{_pct(s['share_windows_neutral'])} |")
+    for c in doc["conditions"]:
+        s = r[c["name"]]
+        name = "with VAD" if c["vad"] else "without VAD (--no-vad)"
+        lines.append(f"| {name} | {c['window_s']:g} s | {s['items']} | {_pct(s['accuracy'])} | "
+                     f"{_pct(s['share_predicted_neutral'])} | {_pct(s['share_non_neutral_predicted_neutral'])} | "
+                     f"{s['windows']} | {_pct(s['share_windows_neutral'])} |")
     u = r["utterances"]
-    lines.append(f"| each utterance alone | {u['items']} utt. | {_pct(u['accuracy'])} (UA {_pct(u['ua'])}) | "
+    lines.append(f"| each utterance alone | - | {u['items']} utt. | {_pct(u['accuracy'])} (UA {_pct(u['ua'])}) | "
                  f"{_pct(u['share_predicted_neutral'])} | {_pct(u['share_non_neutral_predicted_neutral'])} | - | - |")
     lines += ["", "Confusion (rows true, columns predicted: " + ", ".join(doc["labels"]) + "):", ""]
-    for key in ("vad", "no_vad"):
-        lines.append(f"- {key}: {r[key]['confusion']}")
+    for c in doc["conditions"]:
+        lines.append(f"- {c['name']}: {r[c['name']]['confusion']}")
+    lines.append(f"- utterances: {r['utterances']['confusion']}")
     lines += ["", "Synthetic speech and a random-init backbone: this measures what VAD does to the "
                   "pipeline's note-level decisions, not what a pretrained model does on real voice notes.", ""]
     return "\n".join(lines)
