@@ -160,14 +160,21 @@ def energy(fn: Callable[[], object], country: str = "USA", min_runs: int = 5,
 
     result: dict = {"energy_j_per_clip": None, "country": country}
     try:
+        import inspect
+
         from codecarbon import OfflineEmissionsTracker
+        from codecarbon.emissions_tracker import BaseEmissionsTracker
 
         logging.getLogger("codecarbon").setLevel(logging.ERROR)  # after import: it sets its own level
 
         with tempfile.TemporaryDirectory() as tmp:
-            tracker = OfflineEmissionsTracker(country_iso_code=country, save_to_file=False, output_dir=tmp,
-                                              log_level="error", measure_power_secs=1,
-                                              tracking_mode="process", allow_multiple_runs=True)
+            # no outputs at all (newer codecarbon: output_methods=[]; older: save_to_file=False),
+            # and a throwaway output_dir in case a version writes anyway
+            quiet = ({"output_methods": []} if "output_methods" in inspect.signature(
+                BaseEmissionsTracker.__init__).parameters else {"save_to_file": False})
+            tracker = OfflineEmissionsTracker(country_iso_code=country, output_dir=tmp, log_level="error",
+                                              measure_power_secs=1, tracking_mode="process",
+                                              allow_multiple_runs=True, **quiet)
             tracker.start()
             runs, start = 0, time.perf_counter()
             try:
