@@ -195,12 +195,48 @@ def head_graph(head, n_layers: int, dim: int, opset: int, ir_version: int):
     return model
 
 
+def _needs(node) -> set[str]:
+    """Names a node reads, including those its subgraphs (If/Loop bodies) take from outside."""
+    names = {i for i in node.input if i}
+    for attr in node.attribute:
+        for g in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+            inner = {o for n in g.node for o in n.output} | {i.name for i in g.input} | {t.name for t in g.initializer}
+            for n in g.node:
+                names |= _needs(n) - inner
+    return names
+
+
+def toposort(graph) -> None:
+    """Order ``graph.node`` so every node comes after the nodes it reads from (onnxruntime's fp16
+    converter leaves input casts at the end, which onnx's checker, and so merge_models, refuses)."""
+    known = {i.name for i in graph.input} | {t.name for t in graph.initializer}
+    pending, ordered = list(graph.node), []
+    while pending:
+        rest = []
+        for node in pending:
+            if _needs(node) <= known:
+                ordered.append(node)
+                known.update(o for o in node.output if o)
+            else:
+                rest.append(node)
+        if len(rest) == len(pending):
+            raise SerbenchError(f"the backbone graph has a cycle or reads undefined tensors "
+                                f"(e.g. node {rest[0].name!r} needs {sorted(_needs(rest[0]) - known)[:3]})")
+        pending = rest
+    copies = [type(n)() for n in ordered]
+    for c, n in zip(copies, ordered):
+        c.CopyFrom(n)
+    del graph.node[:]
+    graph.node.extend(copies)
+
+
 def merged_graph(backbone_path: Path, head, n_layers: int, dim: int):
     """The backbone graph as it is (its precision untouched) followed by the head graph."""
     import onnx
     from onnx import compose
 
     backbone = onnx.load(str(backbone_path))
+    toposort(backbone.graph)
     opset = next((o.version for o in backbone.opset_import if o.domain in ("", "ai.onnx")), HEAD_OPSET_FALLBACK)
     top = head_graph(head, n_layers, dim, opset, backbone.ir_version)
     out_name = "head/" + infer.OUTPUT_NAME

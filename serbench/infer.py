@@ -36,7 +36,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -595,7 +595,6 @@ class Stats:
     wall_s: float = 0.0
     model_s: float = 0.0
     vad_s: float = 0.0
-    extra: dict = field(default_factory=dict)
 
 
 def analyse(path: str | os.PathLike, model: EmotionModel, options: Options | None = None,

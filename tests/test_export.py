@@ -109,11 +109,18 @@ def test_int8_export_stays_int8_and_other_recipe_comes_from_the_sibling_run(shar
     assert card["backbone_artefact"]["calibration_clips"] > 0
 
 
-def test_uncalibrated_recipe_is_rebuilt_and_says_it_was_not_measured(shared_home, runs, tmp_path):
-    card = export.export(runs["fp32"], tmp_path / "dyn", recipe="dynamic-int8", log=lambda *a: None,
-                         measure_latency=False)
-    assert card["accuracy"]["measured_by_run"] is None and "NOT measured" in card["note"]
-    assert "not measured" in (tmp_path / "dyn" / "MODEL_CARD.md").read_text()
+@pytest.mark.parametrize("recipe", ["dynamic-int8", "fp16"])
+def test_uncalibrated_recipe_is_rebuilt_and_says_it_was_not_measured(shared_home, runs, tmp_path, recipe):
+    out = tmp_path / recipe
+    card = export.export(runs["fp32"], out, recipe=recipe, log=lambda *a: None, measure_latency=False)
+    assert card["recipe"] == recipe and card["accuracy"]["measured_by_run"] is None
+    assert "NOT measured" in card["note"] and "not measured" in (out / "MODEL_CARD.md").read_text()
+    waves = _clips()
+    head, _ = export.load_head(export.heads_path(runs["fp32"], 0))
+    art = compress.load(card["backbone_artefact"]["path"])
+    assert art.recipe == recipe
+    np.testing.assert_allclose(_graph_probs(out, waves), export.reference_probabilities(art, head, waves),
+                               atol=1e-5)
 
 
 def test_refusals(shared_home, runs, tmp_path):
