@@ -111,13 +111,14 @@ def resolve(db: store.Store, run_id: int, recipe: str | None, fold: int) -> dict
         if sib is not None:
             note = f"recipe {recipe!r} taken from run {sib['id']} (same invocation as run {run_id})"
             source = sib
+    folds = db.folds(int(source["id"]))
+    row = folds[folds["fold"] == fold]
+    if row.empty:
+        have = sorted(int(f) for f in folds["fold"])
+        raise SerbenchError(f"run {source['id']} has no fold {fold} (it has folds {have})")
+    details = row["details"].iloc[0]
     if source["recipe"] == recipe:
-        folds = db.folds(int(source["id"]))
-        row = folds[folds["fold"] == fold]
-        if row.empty:
-            have = sorted(int(f) for f in folds["fold"])
-            raise SerbenchError(f"run {source['id']} has no fold {fold} (it has folds {have})")
-        path = Path(row["details"].iloc[0]["artefact"])
+        path = Path(details["artefact"])
         if (path / compress.META).is_file():
             art = compress.load(path)
         else:
@@ -143,7 +144,7 @@ def resolve(db: store.Store, run_id: int, recipe: str | None, fold: int) -> dict
                             "Export an onnxruntime recipe (fp32, fp16, dynamic-int8, static-int8) of a "
                             "transformers backbone")
     return {"run": source, "asked_run": run_id, "recipe": recipe, "artefact": art, "head_path": head,
-            "measured": measured, "note": note, "fold": fold}
+            "measured": measured, "note": note, "fold": fold, "details": details}
 
 
 def heads_path(run_id: int, fold: int) -> Path:
@@ -361,6 +362,11 @@ def export(run_id: int, out: str | Path, recipe: str | None = None, fold: int = 
     head, classes = load_head(what["head_path"])
     if list(classes) != list(cfg["classes"]):
         raise SerbenchError(f"{what['head_path']}: head classes {classes} differ from the run's {cfg['classes']}")
+    stored = what["details"].get("layer_weights")
+    if stored is not None and not np.allclose(head.layer_weights().detach().numpy(), stored, atol=1e-5):
+        raise SerbenchError(f"{what['head_path']} is not the head run {run['id']} trained (its layer weights differ "
+                            "from the stored ones): was another results store used with the same SERBENCH_HOME? "
+                            "Heads are kept per run id under $SERBENCH_HOME/runs/")
     n_layers, dim = (int(s) for s in head.mean.shape)
     preprocess = {**cfg["preprocess"], "min_samples": embed.MIN_SAMPLES, "trim_frame_length": 2048,
                   "trim_hop_length": 512}

@@ -140,6 +140,18 @@ def test_refusals(shared_home, runs, tmp_path):
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir())   # no temp folder left behind
 
 
+def test_a_head_that_is_not_the_runs_is_refused(shared_home, runs, tmp_path, monkeypatch):
+    import torch
+
+    saved = torch.load(export.heads_path(runs["fp32"], 0), weights_only=True)
+    saved["state_dict"]["layer_logits"] = saved["state_dict"]["layer_logits"] + torch.tensor([1.0, 0.0, 0.0])
+    other = tmp_path / "fold0.pt"
+    torch.save(saved, other)
+    monkeypatch.setattr(export, "heads_path", lambda run_id, fold: other)
+    with pytest.raises(SerbenchError, match="not the head run"):
+        export.export(runs["fp32"], tmp_path / "out", log=lambda *a: None)
+
+
 def test_cli_export_then_standalone_infer_without_torch(shared_home, runs, tmp_path, capsys):
     out = tmp_path / "model"
     assert main(["export", "--run", str(runs["static-int8"]), str(out), "--no-latency"]) == 0
