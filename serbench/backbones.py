@@ -70,6 +70,9 @@ def provenance(entry: ModelEntry, weights: str | None = "hub") -> dict:
     if entry.weight_free:
         import opensmile
 
+        if weights not in (None, "", "hub"):
+            raise SerbenchError(f"model {entry.name!r} is weight-free (openSMILE features): "
+                                f"--weights {weights} does not apply")
         return {"kind": "none", "extractor": "opensmile", "opensmile": opensmile.__version__,
                 "feature_set": entry.feature_set, "feature_level": entry.feature_level}
     spec = parse_weights(weights)

@@ -133,3 +133,5 @@ def test_egemaps_is_weight_free_88_functionals():
     a, b = clips(2, seconds=1.5)
     fa, fb = enc.embed(a), enc.embed(b)
     assert fa.shape == (1, 88) and np.isfinite(fa).all() and not np.allclose(fa, fb)
+    with pytest.raises(SerbenchError, match="weight-free"):
+        backbones.build(entry, "random:1")
