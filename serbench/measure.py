@@ -229,37 +229,50 @@ def embed_all(encoder, waves: list[np.ndarray]) -> np.ndarray:
 
 
 def for_run(entry, recipe, artefact, weights: dict | None = None, *, runs: int = 20, probe: int = 8,
-            country: str = "USA", threads: int | None = None) -> dict:
+            country: str = "USA", threads: int | None = None, min_fidelity: float = 0.95,
+            slower_tolerance: float = 0.05) -> dict:
     """Flat, JSON-able measurements of one artefact for the results store.
 
-    Fidelity is against the fp32 artefact of the same weights when it is in the cache (it is
-    whenever fp32 was among the recipes run); otherwise it is ``None`` with the reason.
+    When the fp32 artefact of the same weights is in the cache (it is whenever fp32 was among the
+    recipes run), latency is timed interleaved with it, and fidelity is measured against it;
+    ``flags`` then says whether the recipe is slower than fp32 or below ``min_fidelity``.
+    Without it, those fields are ``None`` and ``fidelity_reference`` says why.
     """
     from serbench import compress, paths, registry
 
     threads = threads or compress.default_threads()
     enc = compress.open_encoder(artefact, threads)
     wave = clips(1, PROBE_SEED)[0][0]
-    lat = latency({"x": lambda: enc.embed(wave)}, runs=runs)["x"]
+    prov = artefact.provenance.get("weights", weights or {})
+    ref_path = paths.home() / "artefacts" / (
+        f"{entry.name}--fp32--{compress.artefact_key(entry, registry.load_recipe('fp32'), prov, [])}")
+    ref = None
+    if recipe.name != "fp32" and (ref_path / compress.META).is_file():
+        ref = compress.open_encoder(ref_path, threads)
+    fns = {"x": lambda: enc.embed(wave)}
+    if ref is not None:
+        fns["fp32"] = lambda: ref.embed(wave)
+    timed = latency(fns, runs=runs)
+    lat = timed["x"]
     out = {"size_mb": artefact.size_mb, "latency_p50_ms": lat["p50_ms"], "latency_p90_ms": lat["p90_ms"],
            "latency_runs": runs, "threads": threads, "clip_seconds": CLIP_SECONDS, "batch": 1,
-           "throughput_audio_s_per_s": throughput(lat), "machine": machine()}
+           "throughput_audio_s_per_s": throughput(lat), "machine": machine(), "flags": []}
     out.update({f"memory_{k}": v for k, v in peak_rss(artefact.path, threads).items()})
     e = energy(lambda: enc.embed(wave), country=country)
     out.update({"energy_j_per_clip": e.pop("energy_j_per_clip"), "energy": e})
-    prov = artefact.provenance.get("weights", weights or {})
-    fp32 = registry.load_recipe("fp32")
-    ref_path = paths.home() / "artefacts" / (
-        f"{entry.name}--fp32--{compress.artefact_key(entry, fp32, prov, [])}")
     if recipe.name == "fp32":
-        out.update({"centered_cosine": 1.0, "rel_l2": 0.0, "fidelity_reference": "itself (fp32)"})
-    elif (ref_path / compress.META).is_file():
+        out.update({"centered_cosine": 1.0, "rel_l2": 0.0, "speedup_vs_fp32": 1.0,
+                    "fidelity_reference": "itself (fp32)"})
+    elif ref is not None:
         waves = clips(probe, PROBE_SEED)[0]
-        ref = compress.open_encoder(ref_path, threads)
-        fid = fidelity(embed_all(ref, waves), embed_all(enc, waves))
-        out.update({**fid, "fidelity_reference": str(ref_path)})
+        out.update({**fidelity(embed_all(ref, waves), embed_all(enc, waves)), "fidelity_reference": str(ref_path),
+                    "speedup_vs_fp32": round(timed["fp32"]["p50_ms"] / lat["p50_ms"], 3)})
+        if lat["p50_ms"] > timed["fp32"]["p50_ms"] * (1 + slower_tolerance):
+            out["flags"].append("SLOWER-THAN-FP32")
+        if out["centered_cosine"] < min_fidelity:
+            out["flags"].append("LOW-FIDELITY")
     else:
-        out.update({"centered_cosine": None, "rel_l2": None,
+        out.update({"centered_cosine": None, "rel_l2": None, "speedup_vs_fp32": None,
                     "fidelity_reference": "none: no fp32 artefact of the same weights in the cache"})
     return out
 

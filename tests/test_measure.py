@@ -105,3 +105,18 @@ def test_for_run_measures_an_artefact_flat(tiny_fp32, monkeypatch):
     assert out["energy_j_per_clip"] == 0.5 and out["memory_peak_rss_mb"] == 1.0
     assert out["centered_cosine"] == 1.0
     json.dumps(out)  # plain data for the store
+
+
+def test_for_run_compares_with_the_cached_fp32_artefact(tiny_fp32, monkeypatch):
+    from serbench import compress, registry
+
+    monkeypatch.setenv("SERBENCH_HOME", str(tiny_fp32.path.parent.parent))
+    monkeypatch.setattr(measure, "energy", lambda fn, country="USA": {"energy_j_per_clip": None, "error": "off"})
+    monkeypatch.setattr(measure, "peak_rss", lambda path, threads=None: {"peak_rss_mb": None})
+    entry, recipe = registry.load_model("tiny"), registry.load_recipe("dynamic-int8")
+    art = compress.build(entry, recipe, "random:0")
+    out = measure.for_run(entry, recipe, art, runs=2, probe=2, min_fidelity=1.01)
+    assert out["fidelity_reference"] == str(tiny_fp32.path) and out["speedup_vs_fp32"] > 0
+    assert "LOW-FIDELITY" in out["flags"] and 0 < out["centered_cosine"] < 1.01
+    other = compress.build(entry, recipe, "random:3")  # no fp32 of these weights cached
+    assert measure.for_run(entry, recipe, other, runs=1, probe=2)["centered_cosine"] is None
