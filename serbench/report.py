@@ -304,7 +304,7 @@ def runs_display(t: pd.DataFrame) -> pd.DataFrame:
             "UA %": _pm(r["ua"], r["ua_std"]), "WA %": _pm(r["wa"], r["wa_std"]),
             "macro-F1 %": _pm(r["macro_f1"], r["macro_f1_std"]),
             **{f"F1 {c} %": pct(r["f1"].get(c)) for c in classes},
-            "size MB": _num(r["size_mb"], ".3g"), "latency p50 ms": _num(r["latency_p50_ms"], ".3g"),
+            "size MB": _num(r["size_mb"], ".1f"), "latency p50 ms": _num(r["latency_p50_ms"], ".0f"),
             "UA/MB": ("n/a (weight-free, 0 MB)" if r["size_mb"] == 0 else _num(r["acc_per_mb"], ".3g")),
             "energy J/clip": _num(r["energy_j_per_clip"], ".3g"),
             "fidelity cos": _num(r["fidelity_cosine"], ".4f"), "weights": r["weights"],
@@ -316,8 +316,8 @@ def runs_display(t: pd.DataFrame) -> pd.DataFrame:
 
 def fronts_display(t: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame([{
-        "group": r["pareto_group"], "model/recipe": plot_label(r), "size MB": _num(r["size_mb"], ".3g"),
-        "latency p50 ms": _num(r["latency_p50_ms"], ".3g"), "UA %": pct(r["ua"]),
+        "group": r["pareto_group"], "model/recipe": plot_label(r), "size MB": _num(r["size_mb"], ".1f"),
+        "latency p50 ms": _num(r["latency_p50_ms"], ".0f"), "UA %": pct(r["ua"]),
         "size front": _front(r["front_size"]), "latency front": _front(r["front_latency"]),
         "3-D front": _front(r["front_3d"]),
     } for r in t.to_dict("records")])
