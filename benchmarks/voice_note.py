@@ -30,7 +30,7 @@ from vad_notes import CLASSES, SR, make_note, note_speakers  # noqa: E402
 
 
 def exports(args, home: Path) -> dict[str, Path]:
-    from serbench import export, store
+    from serbench import export
     from serbench.runner import Runner, RunSpec
 
     recipes = tuple(r.strip() for r in args.recipes.split(","))

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from serbench import __version__, backbones, compress, embed, infer, paths, registry, store
+from serbench import __version__, backbones, compress, embed, infer, registry, store
 from serbench.errors import SerbenchError
 
 HEAD_OPSET_FALLBACK = 17
@@ -132,10 +132,10 @@ def resolve(db: store.Store, run_id: int, recipe: str | None, fold: int) -> dict
         note = (f"recipe {recipe!r} rebuilt for export: run {run_id} measured recipe {run['recipe']!r}; "
                 f"the accuracy of {recipe!r} was NOT measured")
         measured = False
-    head = heads_path(int(source["id"]), fold)
+    head = heads_path(db, int(source["id"]), fold)
     if not head.is_file():
         raise SerbenchError(f"{head}: the trained head of run {source['id']} fold {fold} is missing "
-                            "(heads are kept under $SERBENCH_HOME/runs/ by `serbench run`)")
+                            "(`serbench run` keeps heads beside the store, in <store>.runs/)")
     if art.format != "onnx":
         why = {"opensmile": "it is openSMILE's eGeMAPS feature extractor (a native binary), which has no "
                             "ONNX form",
@@ -147,8 +147,9 @@ def resolve(db: store.Store, run_id: int, recipe: str | None, fold: int) -> dict
             "measured": measured, "note": note, "fold": fold, "details": details}
 
 
-def heads_path(run_id: int, fold: int) -> Path:
-    return paths.home() / "runs" / str(run_id) / f"fold{fold}.pt"
+def heads_path(db: store.Store, run_id: int, fold: int) -> Path:
+    """Where `serbench run` saved the fold's head: beside the store (``Store.run_files``)."""
+    return db.run_files(run_id) / f"fold{fold}.pt"
 
 
 def load_head(path: Path):
@@ -511,7 +512,7 @@ def card_markdown(card: dict) -> str:
         (f"| latency (one {lat['window_s']:g} s window) | {lat['p50_ms']:.1f} ms median, {lat['threads']} threads, "
          f"{lat['cpu']}, onnxruntime {lat['onnxruntime']} |" if lat else "| latency | not measured |"),
         f"| weights | {card['weights']} |",
-        f"| data | " + "; ".join(f"{n}: {d.get('utterances')} utterances, {d.get('origin')}, label map "
+        "| data | " + "; ".join(f"{n}: {d.get('utterances')} utterances, {d.get('origin')}, label map "
                                   f"{d.get('label_map')}, manifest {str(d.get('manifest_hash'))[:12]}"
                                   for n, d in corpora.items()) + " |",
         f"| verification | merged graph vs backbone artefact + torch head: max abs difference "

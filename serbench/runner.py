@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from serbench import (audio, backbones, compress, datasets, embed, metrics, paths, protocols,
+from serbench import (audio, backbones, compress, datasets, embed, metrics, protocols,
                       registry, store, train)
 from serbench.errors import SerbenchError
 from serbench.finetune import FinetuneConfig, finetune
@@ -225,7 +225,7 @@ class Runner:
             y_pred = [self.classes[i] for i in pred]
             y_true = self._labels(fold.test)
             rid = run_ids[recipe.name]
-            _save_head(rid, fold.index, head, self.classes)
+            _save_head(db.run_files(rid), fold.index, head, self.classes)
             db.write_fold(rid, fold.index, metrics=metrics.scores(y_true, y_pred, self.classes),
                           audit=fold.audit, utt_ids=list(fold.test), y_true=y_true, y_pred=y_pred,
                           probs=proba, name=fold.name,
@@ -258,13 +258,8 @@ def _state_hash(module: torch.nn.Module) -> str:
     return hashlib.sha256(buf.getvalue()).hexdigest()
 
 
-def heads_dir(run_id: int) -> Path:
-    return paths.home() / "runs" / str(run_id)
-
-
-def _save_head(run_id: int, fold: int, head: torch.nn.Module, classes) -> None:
-    """The fold's trained head, kept for ``serbench export`` (written atomically)."""
-    folder = heads_dir(run_id)
+def _save_head(folder: Path, fold: int, head: torch.nn.Module, classes) -> None:
+    """The fold's trained head, kept beside the store for ``serbench export`` (written atomically)."""
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"fold{fold}.pt"
     tmp = target.with_suffix(".tmp")

@@ -159,6 +159,11 @@ class Store:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    def run_files(self, run_id: int) -> Path:
+        """The folder for a run's files that do not fit a table (trained heads): beside the store
+        file (``results.sqlite`` -> ``results.runs/<id>/``), so two stores never share one."""
+        return self.path.parent / f"{self.path.stem}.runs" / str(int(run_id))
+
     # -- runs ---------------------------------------------------------------------------------
 
     def create_run(self, *, model: str, recipe: str, protocol: str, mode: str, config: Mapping,

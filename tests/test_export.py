@@ -65,7 +65,7 @@ def _reference(run_id, recipe_run, waves):
     """The store's fold-0 artefact (as `serbench run` evaluated it) + the saved torch head."""
     with store.Store() as db:
         art = compress.load(db.folds(recipe_run)["details"].iloc[0]["artefact"])
-    head, _ = export.load_head(export.heads_path(run_id, 0))
+        head, _ = export.load_head(export.heads_path(db, run_id, 0))
     return export.reference_probabilities(art, head, waves), art
 
 
@@ -116,7 +116,8 @@ def test_uncalibrated_recipe_is_rebuilt_and_says_it_was_not_measured(shared_home
     assert card["recipe"] == recipe and card["accuracy"]["measured_by_run"] is None
     assert "NOT measured" in card["note"] and "not measured" in (out / "MODEL_CARD.md").read_text()
     waves = _clips()
-    head, _ = export.load_head(export.heads_path(runs["fp32"], 0))
+    with store.Store() as db:
+        head, _ = export.load_head(export.heads_path(db, runs["fp32"], 0))
     art = compress.load(card["backbone_artefact"]["path"])
     assert art.recipe == recipe
     np.testing.assert_allclose(_graph_probs(out, waves), export.reference_probabilities(art, head, waves),
@@ -143,11 +144,12 @@ def test_refusals(shared_home, runs, tmp_path):
 def test_a_head_that_is_not_the_runs_is_refused(shared_home, runs, tmp_path, monkeypatch):
     import torch
 
-    saved = torch.load(export.heads_path(runs["fp32"], 0), weights_only=True)
+    with store.Store() as db:
+        saved = torch.load(export.heads_path(db, runs["fp32"], 0), weights_only=True)
     saved["state_dict"]["layer_logits"] = saved["state_dict"]["layer_logits"] + torch.tensor([1.0, 0.0, 0.0])
     other = tmp_path / "fold0.pt"
     torch.save(saved, other)
-    monkeypatch.setattr(export, "heads_path", lambda run_id, fold: other)
+    monkeypatch.setattr(export, "heads_path", lambda db, run_id, fold: other)
     with pytest.raises(SerbenchError, match="not the head run"):
         export.export(runs["fp32"], tmp_path / "out", log=lambda *a: None)
 

@@ -96,9 +96,10 @@ def test_finetune_mode_runs_and_keeps_heads(shared_home, tmp_path):
     spec.finetune = runner.FinetuneConfig(epochs=1, batch_size=8, augment=False)
     (res,) = Runner(spec, store_path=tmp_path / "ft.sqlite", progress=False, log=lambda *a: None).run()
     assert res.summary["folds"] == 5
-    assert sorted(p.name for p in runner.heads_dir(res.run_id).glob("fold*.pt")) == [
-        f"fold{k}.pt" for k in range(5)]
     with store.Store(tmp_path / "ft.sqlite") as db:
+        assert sorted(p.name for p in db.run_files(res.run_id).glob("fold*.pt")) == [
+            f"fold{k}.pt" for k in range(5)]
+        assert db.run_files(res.run_id).parent == tmp_path / "ft.runs"   # beside its own store
         details = db.folds(res.run_id)["details"].iloc[0]
         assert details["epochs"] == 1 and db.run(res.run_id)["config"]["mode"] == "finetune"
         art = json.loads((Path(details["artefact"]) / "artefact.json").read_text())
