@@ -62,6 +62,14 @@ class FileHashes:
         return out
 
 
+def speech_segment(path: str, preprocess: audio.Preprocess) -> np.ndarray:
+    """What every encoder is given for one utterance: the preprocessed speech, without the padding
+    (so a short clip's mean is not diluted by zeros), zero-padded only up to ``MIN_SAMPLES``."""
+    y, n_valid = preprocess(audio.load(path, preprocess.sample_rate))
+    y = y[:n_valid]
+    return y if y.size >= MIN_SAMPLES else np.pad(y, (0, MIN_SAMPLES - y.size))
+
+
 def cache_key(encoder_key: str, preprocess: audio.Preprocess) -> str:
     """The part of the key shared by all utterances: encoder identity + preprocessing settings."""
     payload = json.dumps({"encoder": encoder_key, "preprocess": preprocess.config()}, sort_keys=True)
@@ -73,8 +81,8 @@ def embed_files(files: list[str], encoder: Encoder, encoder_key: str,
                 desc: str = "embedding", progress: bool = True) -> tuple[np.ndarray, dict]:
     """Embeddings of ``files`` stacked as (n, n_layers, dim) float32, plus cache statistics.
 
-    Each file is decoded, preprocessed, cut to its speech (the padding is left out, so a short
-    clip's mean is not diluted by zeros) and embedded, unless the cache already holds it.
+    Each file is turned into its :func:`speech_segment` and embedded, unless the cache already
+    holds it.
     """
     preprocess = preprocess or audio.Preprocess()
     root = (cache_root or paths.home() / "cache" / "embeddings") / cache_key(encoder_key, preprocess)
@@ -89,11 +97,7 @@ def embed_files(files: list[str], encoder: Encoder, encoder_key: str,
             out.append(np.load(target))
             hits += 1
             continue
-        y, n_valid = preprocess(audio.load(f, preprocess.sample_rate))
-        y = y[: max(n_valid, MIN_SAMPLES)]
-        if y.size < MIN_SAMPLES:
-            y = np.pad(y, (0, MIN_SAMPLES - y.size))
-        emb = np.asarray(encoder.embed(y), dtype=np.float32)
+        emb = np.asarray(encoder.embed(speech_segment(f, preprocess)), dtype=np.float32)
         if emb.ndim != 2:
             raise ValueError(f"encoder {encoder_key} returned shape {emb.shape} for {f}; want (layers, dim)")
         target.parent.mkdir(exist_ok=True)

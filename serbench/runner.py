@@ -178,13 +178,8 @@ class Runner:
         return X
 
     def _waves(self, keys) -> list[np.ndarray]:
-        """Preprocessed speech of each utterance (padding cut), as the encoders see it."""
-        out = []
-        for f in self._files(keys):
-            y, n = self.preprocess(audio.load(f))
-            out.append(y[: max(n, embed.MIN_SAMPLES)] if n >= embed.MIN_SAMPLES
-                       else np.pad(y[:n], (0, embed.MIN_SAMPLES - n)))
-        return out
+        """Each utterance's speech segment, exactly as the encoders see it during evaluation."""
+        return [embed.speech_segment(f, self.preprocess) for f in self._files(keys)]
 
     def _calibration(self, fold) -> tuple[list[np.ndarray], list[str]]:
         """Up to ``calibration_clips`` training utterances of this fold (seeded): never val/test."""
