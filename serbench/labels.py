@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 
 from serbench.errors import SerbenchError
-from serbench.paths import registry_dirs
+from serbench.paths import find_yaml, registry_dirs, yaml_files
 
 
 @dataclass(frozen=True)
@@ -31,24 +31,12 @@ class LabelMap:
 
 def available() -> dict[str, Path]:
     """Label-map names to files; later registry folders override earlier ones."""
-    found: dict[str, Path] = {}
-    for folder in registry_dirs("labelmaps"):
-        for path in sorted(folder.glob("*.yaml")):
-            found[path.stem] = path
-    return found
+    return yaml_files(registry_dirs("labelmaps"))
 
 
 def load(name_or_path: str | Path) -> LabelMap:
     """Load a label map by registry name or from a YAML file path."""
-    path = Path(name_or_path)
-    if not path.suffix == ".yaml" or not path.is_file():
-        known = available()
-        if str(name_or_path) not in known:
-            raise SerbenchError(
-                f"unknown label map {str(name_or_path)!r}; known: {', '.join(sorted(known))} "
-                "(or give a path to a .yaml file)"
-            )
-        path = known[str(name_or_path)]
+    path = find_yaml(name_or_path, available(), "label map")
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:

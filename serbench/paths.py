@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from serbench.errors import SerbenchError
+
 
 def home() -> Path:
     """``$SERBENCH_HOME``, else ``$XDG_CACHE_HOME/serbench``, else ``~/.cache/serbench``."""
@@ -42,3 +44,25 @@ def registry_dirs(kind: str) -> list[Path]:
     for extra in filter(None, os.environ.get("SERBENCH_REGISTRY", "").split(os.pathsep)):
         dirs.append(Path(extra).expanduser() / kind)
     return [d for d in dirs if d.is_dir()]
+
+
+def yaml_files(folders: list[Path]) -> dict[str, Path]:
+    """Entry names (file stems) to ``.yaml``/``.yml`` files in ``folders``; later folders override."""
+    found: dict[str, Path] = {}
+    for folder in folders:
+        for path in sorted(folder.glob("*.yaml")) + sorted(folder.glob("*.yml")):
+            found[path.stem] = path
+    return found
+
+
+def find_yaml(name_or_path: str | Path, files: dict[str, Path], what: str) -> Path:
+    """A YAML file given by path, or the entry ``name`` among ``files``; an unknown name is an
+    error listing the known ones (one rule for models, recipes, label maps and protocols)."""
+    candidate = Path(name_or_path)
+    if candidate.suffix in (".yaml", ".yml") and candidate.is_file():
+        return candidate
+    name = str(name_or_path)
+    if name not in files:
+        known = ", ".join(sorted(files)) or "none"
+        raise SerbenchError(f"unknown {what} {name!r}; known: {known} (or give a path to a .yaml file)")
+    return files[name]

@@ -55,7 +55,7 @@ from sklearn.model_selection import (
 from serbench import labels
 from serbench.errors import SerbenchError
 from serbench.manifest import Manifest
-from serbench.paths import data_root, home
+from serbench.paths import data_root, find_yaml, home, yaml_files
 
 UNITS = ("utterance", "speaker", "session", "corpus")
 KINDS = {  # split kind -> units it accepts
@@ -382,24 +382,12 @@ def protocol_dirs() -> list[Path]:
 
 def available() -> dict[str, Path]:
     """Protocol names to files."""
-    found: dict[str, Path] = {}
-    for folder in protocol_dirs():
-        for path in sorted(folder.glob("*.yaml")):
-            found[path.stem] = path
-    return found
+    return yaml_files(protocol_dirs())
 
 
 def load(name_or_path: str | Path) -> Protocol:
     """A protocol by name (``loso``) or from a ``.yaml`` path, validated."""
-    path = Path(name_or_path)
-    if path.suffix != ".yaml" or not path.is_file():
-        known = available()
-        if str(name_or_path) not in known:
-            raise SerbenchError(
-                f"unknown protocol {str(name_or_path)!r}; known: {', '.join(sorted(known)) or 'none'} "
-                "(or give a path to a .yaml file)"
-            )
-        path = known[str(name_or_path)]
+    path = find_yaml(name_or_path, available(), "protocol")
     text = path.read_text()
     try:
         data = yaml.safe_load(text)
@@ -415,11 +403,14 @@ def parse(data, path: Path | str, text: str = "") -> Protocol:
     def bad(fld: str, why: str):
         return SerbenchError(f"{path}: field '{fld}': {why}")
 
+    def only_known(mapping: dict, allowed: set, prefix: str = "") -> None:
+        for key in mapping:
+            if key not in allowed:
+                raise bad(f"{prefix}{key}", f"unknown field (known: {', '.join(sorted(allowed))})")
+
     if not isinstance(data, dict):
         raise SerbenchError(f"{path}: a protocol file must be a mapping of fields")
-    for key in data:
-        if key not in _TOP:
-            raise bad(key, f"unknown field (known: {', '.join(sorted(_TOP))})")
+    only_known(data, _TOP)
     name = data.get("name", path.stem)
     if not isinstance(name, str) or not name:
         raise bad("name", "must be a non-empty string")
@@ -473,9 +464,7 @@ def parse(data, path: Path | str, text: str = "") -> Protocol:
     split = data.get("split")
     if not isinstance(split, dict):
         raise bad("split", "required: a mapping with unit and kind")
-    for key in split:
-        if key not in _SPLIT:
-            raise bad(f"split.{key}", f"unknown field (known: {', '.join(sorted(_SPLIT))})")
+    only_known(split, _SPLIT, "split.")
     kind, unit = split.get("kind"), split.get("unit")
     if kind not in KINDS:
         raise bad("split.kind", f"must be one of {', '.join(KINDS)} (got {kind!r})")
@@ -499,9 +488,7 @@ def parse(data, path: Path | str, text: str = "") -> Protocol:
     v = data.get("validation")
     if not isinstance(v, dict):
         raise bad("validation", "required: how validation is drawn from the training part")
-    for key in v:
-        if key not in _VALIDATION:
-            raise bad(f"validation.{key}", f"unknown field (known: {', '.join(sorted(_VALIDATION))})")
+    only_known(v, _VALIDATION, "validation.")
     method = v.get("method")
     if method not in VALIDATION_METHODS:
         raise bad("validation.method", f"must be one of {', '.join(VALIDATION_METHODS)} (got {method!r})")

@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from serbench.errors import SerbenchError
-from serbench.paths import registry_dirs
+from serbench.paths import find_yaml, registry_dirs, yaml_files
 
 MODEL_KINDS = ("transformers", "opensmile")
 # backend -> method -> the option names that method understands (anything else is a typo).
@@ -75,11 +75,7 @@ class RecipeEntry:
 
 
 def _files(kind: str) -> dict[str, Path]:
-    found: dict[str, Path] = {}
-    for folder in registry_dirs(kind):
-        for path in sorted(folder.glob("*.yaml")) + sorted(folder.glob("*.yml")):
-            found[path.stem] = path
-    return found
+    return yaml_files(registry_dirs(kind))
 
 
 def model_files() -> dict[str, Path]:
@@ -118,19 +114,9 @@ def _get(data: dict, path: Path, key: str, types, required: bool = False, defaul
     return value
 
 
-def _lookup(files: dict[str, Path], name: str, what: str) -> Path:
-    candidate = Path(name)
-    if candidate.suffix in (".yaml", ".yml") and candidate.is_file():
-        return candidate
-    if name not in files:
-        known = ", ".join(sorted(files)) or "none"
-        raise SerbenchError(f"unknown {what} {name!r}; known: {known} (or give a path to a .yaml file)")
-    return files[name]
-
-
 def load_model(name: str) -> ModelEntry:
     """Load and validate a model entry by name (or from a YAML path)."""
-    path = _lookup(model_files(), name, "model")
+    path = find_yaml(name, model_files(), "model")
     data = _read(path)
     kind = _get(data, path, "kind", str, default="transformers")
     if kind not in MODEL_KINDS:
@@ -163,7 +149,7 @@ def load_model(name: str) -> ModelEntry:
 
 def load_recipe(name: str) -> RecipeEntry:
     """Load and validate a recipe entry by name (or from a YAML path)."""
-    path = _lookup(recipe_files(), name, "recipe")
+    path = find_yaml(name, recipe_files(), "recipe")
     data = _read(path)
     backend = _get(data, path, "backend", str, required=True)
     if backend not in RECIPE_METHODS:
