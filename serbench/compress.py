@@ -209,17 +209,40 @@ def _ort_dynamic(model_entry, recipe, model, clips, out: Path):
     return "onnx", "model.onnx", {}
 
 
-def _activation_matmuls(path: Path) -> list[str]:
+def _activation_matmuls(graph) -> list[str]:
     """MatMul nodes with no weight input (attention scores and context: activation x activation).
 
     Quantising those adds a requantisation of every attention matrix and was measurably slower
     than leaving them in float, for no size gain (they hold no weights).
     """
+    weights = {init.name for init in graph.initializer}
+    return [n.name for n in graph.node if n.op_type == "MatMul" and not weights.intersection(n.input)]
+
+
+def _excluded_nodes(recipe: RecipeEntry, model_name: str, path: Path) -> list[str]:
+    """Names of the nodes a static recipe keeps in float.
+
+    ``nodes_to_exclude`` holds shell-style patterns (``fnmatch``) matched against node names, so
+    one recipe serves every model whose exporter names nodes alike (``*/conv_layers.0/conv/Conv``
+    is the first conv of any wav2vec2-family model). A pattern that matches nothing is an error:
+    a recipe that silently stops excluding what it says it excludes measures something else.
+    """
+    import fnmatch
+
     import onnx
 
     graph = onnx.load(str(path), load_external_data=False).graph
-    weights = {init.name for init in graph.initializer}
-    return [n.name for n in graph.node if n.op_type == "MatMul" and not weights.intersection(n.input)]
+    names = [n.name for n in graph.node]
+    out = []
+    for pattern in recipe.options.get("nodes_to_exclude") or []:
+        hits = fnmatch.filter(names, pattern)
+        if not hits:
+            raise SerbenchError(f"recipe {recipe.name!r} ({recipe.path}): nodes_to_exclude pattern "
+                                f"{pattern!r} matches no node of {model_name!r}'s ONNX graph")
+        out += hits
+    if recipe.options.get("weight_matmuls_only"):
+        out += _activation_matmuls(graph)
+    return list(dict.fromkeys(out))
 
 
 def _ort_static(model_entry, recipe, model, clips, out: Path):
@@ -246,9 +269,7 @@ def _ort_static(model_entry, recipe, model, clips, out: Path):
     if "calibrate_percentile" in opts:
         extra["CalibPercentile"] = float(opts["calibrate_percentile"])
     pre = _preprocessed(model_entry, recipe, model, out)
-    exclude = list(opts.get("nodes_to_exclude") or [])
-    if opts.get("weight_matmuls_only"):
-        exclude += _activation_matmuls(pre)
+    exclude = _excluded_nodes(recipe, model_entry.name, pre)
     # Not CalibMaxIntermediateOutputs: onnxruntime 1.31 discards, rather than folds, the ranges
     # collected before each flush. MinMax keeps only per-tensor extremes; the histogram methods
     # keep activations, so recipes using them cap their clip count (max_calibration_clips).

@@ -150,3 +150,31 @@ def test_static_int8_leaves_attention_matmuls_float_and_quantises_weights(setup)
     attention = [n.name for n in matmuls if "attention/MatMul" in n.name]
     assert len(attention) == 4 and any(fed_by_dq)  # 2 layers x (scores, context)
     assert not any(ok for n, ok in zip(matmuls, fed_by_dq) if n.name in attention)
+
+
+def test_static_int8_keeps_the_first_conv_float_and_gelu_whole(setup):
+    """The two speed choices of the recipe, as they show in the graph: the first conv is not fed
+    by DequantizeLinear while the later ones are, and GELU is one node (not Div/Erf/Mul)."""
+    import onnx
+
+    graph = onnx.load(str(setup["arts"]["static-int8"].path / "model.onnx")).graph
+    producer = {o: n.op_type for n in graph.node for o in n.output}
+    convs = {n.name: any(producer.get(i) == "DequantizeLinear" for i in n.input)
+             for n in graph.node if n.op_type == "Conv" and "feature_extractor/conv_layers" in n.name}
+    first = [name for name in convs if "conv_layers.0/" in name]
+    assert len(first) == 1 and not convs[first[0]]
+    assert all(quantised for name, quantised in convs.items() if name != first[0]) and len(convs) == 3
+    ops = {n.op_type for n in graph.node}
+    assert "Gelu" in ops and "Erf" not in ops
+
+
+def test_exclusion_pattern_that_matches_nothing_is_an_error(setup, tmp_path, monkeypatch):
+    from _models import write_entry
+
+    base = registry.load_recipe("static-int8")
+    write_entry(tmp_path, "recipes", "static-typo", {**base.content, "name": "static-typo",
+                                                     "options": {**base.options, "nodes_to_exclude": ["*/no_such/Conv"]}})
+    monkeypatch.setenv("SERBENCH_REGISTRY", str(tmp_path))
+    with pytest.raises(SerbenchError, match=r"static-typo.*\*/no_such/Conv.*matches no node of 'tiny'"):
+        compress.build(setup["entry"], registry.load_recipe("static-typo"), (setup["model"], setup["prov"]),
+                       setup["cal"], CAL_IDS)
