@@ -140,27 +140,32 @@ def test_inc_int8_builds_and_embeds_any_length(setup, monkeypatch):
     assert measure.fidelity(setup["ref"], emb)["centered_cosine"] > 0.3
 
 
-def test_static_int8_leaves_attention_matmuls_float_and_quantises_weights(setup):
+def _static_int8_graph(setup):
     import onnx
 
-    graph = onnx.load(str(setup["arts"]["static-int8"].path / "model.onnx")).graph
+    return onnx.load(str(setup["arts"]["static-int8"].path / "model.onnx")).graph
+
+
+def _dequantised_inputs(graph, op_type: str) -> dict[str, list[bool]]:
+    """For each node of ``op_type``: which of its inputs come from a DequantizeLinear (int8 in QDQ)."""
     producer = {o: n.op_type for n in graph.node for o in n.output}
-    matmuls = [n for n in graph.node if n.op_type == "MatMul"]
-    fed_by_dq = [all(producer.get(i) == "DequantizeLinear" for i in n.input) for n in matmuls]
-    attention = [n.name for n in matmuls if "attention/MatMul" in n.name]
-    assert len(attention) == 4 and any(fed_by_dq)  # 2 layers x (scores, context)
-    assert not any(ok for n, ok in zip(matmuls, fed_by_dq) if n.name in attention)
+    return {n.name: [producer.get(i) == "DequantizeLinear" for i in n.input]
+            for n in graph.node if n.op_type == op_type}
+
+
+def test_static_int8_leaves_attention_matmuls_float_and_quantises_weights(setup):
+    fed_by_dq = {name: all(fed) for name, fed in _dequantised_inputs(_static_int8_graph(setup), "MatMul").items()}
+    attention = [name for name in fed_by_dq if "attention/MatMul" in name]
+    assert len(attention) == 4 and any(fed_by_dq.values())  # 2 layers x (scores, context)
+    assert not any(fed_by_dq[name] for name in attention)
 
 
 def test_static_int8_keeps_the_first_conv_float_and_gelu_whole(setup):
     """The two speed choices of the recipe, as they show in the graph: the first conv is not fed
     by DequantizeLinear while the later ones are, and GELU is one node (not Div/Erf/Mul)."""
-    import onnx
-
-    graph = onnx.load(str(setup["arts"]["static-int8"].path / "model.onnx")).graph
-    producer = {o: n.op_type for n in graph.node for o in n.output}
-    convs = {n.name: any(producer.get(i) == "DequantizeLinear" for i in n.input)
-             for n in graph.node if n.op_type == "Conv" and "feature_extractor/conv_layers" in n.name}
+    graph = _static_int8_graph(setup)
+    convs = {name: any(fed) for name, fed in _dequantised_inputs(graph, "Conv").items()
+             if "feature_extractor/conv_layers" in name}
     first = [name for name in convs if "conv_layers.0/" in name]
     assert len(first) == 1 and not convs[first[0]]
     assert all(quantised for name, quantised in convs.items() if name != first[0]) and len(convs) == 3
@@ -172,8 +177,8 @@ def test_exclusion_pattern_that_matches_nothing_is_an_error(setup, tmp_path, mon
     from _models import write_entry
 
     base = registry.load_recipe("static-int8")
-    write_entry(tmp_path, "recipes", "static-typo", {**base.content, "name": "static-typo",
-                                                     "options": {**base.options, "nodes_to_exclude": ["*/no_such/Conv"]}})
+    options = {**base.options, "nodes_to_exclude": ["*/no_such/Conv"]}
+    write_entry(tmp_path, "recipes", "static-typo", {**base.content, "name": "static-typo", "options": options})
     monkeypatch.setenv("SERBENCH_REGISTRY", str(tmp_path))
     with pytest.raises(SerbenchError, match=r"static-typo.*\*/no_such/Conv.*matches no node of 'tiny'"):
         compress.build(setup["entry"], registry.load_recipe("static-typo"), (setup["model"], setup["prov"]),
