@@ -12,6 +12,10 @@ figures; :func:`write` renders them to files. Choices, and why:
   size front with its 0 MB (see :mod:`serbench.pareto`).
 * Every table row and plot label of a run on synthetic data or random-init weights carries the
   marks ``SYNTHETIC`` / ``RANDOM-INIT``, so no number can be quoted without them.
+* The leakage and cross-corpus views set two runs side by side only when :func:`comparable` says
+  so (same corpus, label map and classes, model, recipe, head, mode, weights and kind of data): a
+  4-class UA minus an 8-class UA, or an MLP probe against a logistic-regression one, measures
+  nothing. For the same reason the default selection keeps the latest run per label map and head.
 * Files are written to a temporary name and renamed, so an interrupted report never leaves a
   half-written file under the final name.
 """
@@ -32,7 +36,8 @@ from serbench import pareto
 from serbench.errors import SerbenchError
 from serbench.store import Store
 
-SELECT_KEY = ("model", "recipe", "protocol", "mode", "synthetic")
+SELECT_KEY = ("model", "recipe", "protocol", "mode", "synthetic", "label_map", "head")
+DEFAULT_HEAD = "mlp"  # runs stored before the head choice have no "head" in their config: the MLP probe
 FRONTS = {"front_size": {"size_mb": "min", "ua": "max"},
           "front_latency": {"latency_p50_ms": "min", "ua": "max"},
           "front_3d": {"size_mb": "min", "latency_p50_ms": "min", "ua": "max"}}
@@ -61,7 +66,9 @@ def open_store(path: str | Path) -> Store:
 
 def select_runs(runs: pd.DataFrame, run_ids: list[int] | None = None, key=SELECT_KEY) -> pd.DataFrame:
     """The runs a report covers: ``run_ids`` (each must exist and be finished), else the latest
-    finished run per ``key`` (by default model, recipe, protocol, mode and synthetic-or-real)."""
+    finished run per ``key`` (by default model, recipe, protocol, mode, synthetic-or-real, label
+    map(s) and head, so an 8-class run does not hide a 4-class one of the same protocol). ``key``
+    may name the columns of :meth:`Store.runs` and the derived ``label_map`` and ``head``."""
     if run_ids:
         known = dict(zip(runs["id"].tolist(), runs["status"].tolist()))
         missing = [i for i in run_ids if i not in known]
@@ -76,6 +83,9 @@ def select_runs(runs: pd.DataFrame, run_ids: list[int] | None = None, key=SELECT
     done = runs[runs["status"] == "finished"]
     if done.empty:
         raise SerbenchError(f"no finished runs in the store ({len(runs)} run(s), none finished)")
+    configs = [c or {} for c in done["config"]]
+    done = done.assign(label_map=[label_map_text(label_maps(c)) for c in configs],
+                       head=[head_name(c) for c in configs])
     return done.sort_values("id").groupby(list(key), sort=False).tail(1).sort_values("id").reset_index(drop=True)
 
 
@@ -97,11 +107,13 @@ def _run_row(db: Store, run: dict) -> dict:
     weights_kind = _weights_kind(cfg.get("weights_source") or {})
     marks = (["SYNTHETIC"] if data_kind != "real" else []) + (["RANDOM-INIT"] if weights_kind == "random" else [])
     label = f"{run['model']}/{run['recipe']}" + (" (ft)" if run["mode"] == "finetune" else "")
+    maps = label_maps(cfg)
     ua, size = _mean(summary, "ua"), meas["size_mb"]
     folds = db.folds(int(run["id"]))
     row = {
         "run_id": int(run["id"]), "model": run["model"], "recipe": run["recipe"], "protocol": run["protocol"],
-        "mode": run["mode"], "created": run["created"], "label": label, "marks": ", ".join(marks),
+        "mode": run["mode"], "head": head_name(cfg), "label_map": label_map_text(maps), "label_maps": maps,
+        "created": run["created"], "label": label, "marks": ", ".join(marks),
         "data": data_kind, "synthetic_corpora": ",".join(synthetic_corpora),
         "weights": cfg.get("weights") or str(cfg.get("weights_source")), "weights_kind": weights_kind,
         "corpus": proto.get("corpus"), "unit": proto.get("unit"), "kind": proto.get("kind"),
@@ -109,7 +121,7 @@ def _run_row(db: Store, run: dict) -> dict:
         "train_only": list(proto.get("train_only") or []), "folds": summary.get("folds"),
         "ua": ua, "ua_std": _std(summary, "ua"), "wa": _mean(summary, "wa"), "wa_std": _std(summary, "wa"),
         "macro_f1": _mean(summary, "macro_f1"), "macro_f1_std": _std(summary, "macro_f1"),
-        "classes": list(summary.get("classes") or []),
+        "classes": list(cfg.get("classes") or summary.get("classes") or []),
         **meas,
         "acc_per_mb": acc_per_mb(ua, size),
         "flags": "; ".join(stored.get("flags") or []),
@@ -126,6 +138,40 @@ def acc_per_mb(ua: float | None, size_mb: float | None) -> float | None:
     if ua is None or size_mb is None or not size_mb > 0:
         return None
     return float(ua) / float(size_mb)
+
+
+def head_name(cfg: dict) -> str:
+    """The probe head a run used: ``config["head"]["name"]``; ``"mlp"`` for runs stored before
+    the head choice existed (they all used the MLP probe)."""
+    head = cfg.get("head")
+    if isinstance(head, dict):
+        head = head.get("name")
+    return str(head) if head else DEFAULT_HEAD
+
+
+def label_maps(cfg: dict) -> dict[str, str | None]:
+    """Corpus -> name of the label map the run used on it, sorted by corpus. A corpus
+    stored without a name (None) used its recipe's default, which is filled in, so an explicit
+    ``ravdess-4class`` and an unnamed RAVDESS default compare equal. A config without ``data``
+    (older stores) falls back to the protocol's corpora, each with its default."""
+    data = cfg.get("data") or {}
+    if not data:
+        proto = cfg.get("protocol") or {}
+        names = [proto.get("corpus")] + list(proto.get("train") or []) + list(proto.get("test") or [])
+        data = {n: {} for n in dict.fromkeys(names) if n}
+    return {corpus: (data[corpus] or {}).get("label_map") or _default_label_map(corpus) for corpus in sorted(data)}
+
+
+def _default_label_map(corpus: str) -> str | None:
+    from serbench.corpora import RECIPES  # lazy: the recipes pull in audio I/O the report does not need
+
+    return getattr(RECIPES.get(corpus), "DEFAULT_LABEL_MAP", None)
+
+
+def label_map_text(maps: dict[str, str | None]) -> str:
+    """Label maps for humans: ``ravdess-8class``, or ``crema-d-4class + iemocap-4class`` over
+    several corpora; a name that does not start with its corpus's is written ``corpus:name``."""
+    return " + ".join(m if m and m.startswith(c) else f"{c}:{m or 'default'}" for c, m in maps.items())
 
 
 def _data_kind(cfg: dict) -> tuple[str, list[str]]:
@@ -177,23 +223,49 @@ def add_fronts(table: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _same_setup(a: dict, b: dict) -> bool:
-    return all(a[k] == b[k] for k in ("model", "recipe", "mode", "data", "weights"))
+# What makes two runs' numbers on one corpus comparable (set side by side, subtracted, later tested
+# as a pair): the corpus itself; the label map the runs used on it (by name) and the classes they
+# scored (the same ones, in the same order); model, recipe, probe head, mode (probe or fine-tune);
+# the kind of weights (hub/local/random/none; a fine-tune is its base's kind) and the weights
+# themselves (id and revision, path and hash, seed); and the kind of data (real, SYNTHETIC,
+# PARTLY SYNTHETIC). Protocol is deliberately not in it: the views compare protocols.
+COMPARABLE_KEY = ("corpus", "label_map", "classes", "model", "recipe", "head", "mode", "weights_kind",
+                  "weights", "data")
+
+
+def comparable_key(row: dict, corpus: str, fields: tuple[str, ...] = COMPARABLE_KEY) -> tuple | None:
+    """The values of ``fields`` (by default :data:`COMPARABLE_KEY`) for the run-table row ``row``
+    on ``corpus``, with ``label_map`` that of ``corpus``; ``None`` if the run did not use ``corpus``.
+    A caller comparing e.g. recipes passes ``fields`` without ``"recipe"``."""
+    maps = row["label_maps"]
+    if corpus not in maps:
+        return None
+    facts = {"corpus": corpus, "label_map": maps[corpus], "classes": tuple(row["classes"])}
+    return tuple(facts[k] if k in facts else row[k] for k in fields)
+
+
+def comparable(a: dict, b: dict, corpus: str, fields: tuple[str, ...] = COMPARABLE_KEY) -> bool:
+    """Whether runs ``a`` and ``b`` (run-table rows) can be compared on ``corpus``: both used it and
+    agree on every field of :data:`COMPARABLE_KEY` (or ``fields``). The one definition the
+    leakage and cross-corpus views use."""
+    key = comparable_key(a, corpus, fields)
+    return key is not None and key == comparable_key(b, corpus, fields)
 
 
 def leakage_table(table: pd.DataFrame) -> pd.DataFrame:
-    """For each model (and recipe, mode, data, weights): random-split UA minus speaker-independent
-    UA on the same corpus, with both runs' per-fold audits (speakers shared by train and test)."""
+    """For each pair of :func:`comparable` runs on one corpus: random-split UA minus
+    speaker-independent UA, with both runs' per-fold audits (speakers shared by train and test)."""
     rows = table.to_dict("records")
     within = [r for r in rows if r["corpus"] and not r["test_corpora"]]
     out = []
     for leaky in (r for r in within if r["unit"] == "utterance"):
         for si in (r for r in within if r["unit"] != "utterance"):
-            if si["corpus"] != leaky["corpus"] or not _same_setup(leaky, si):
+            if si["corpus"] != leaky["corpus"] or not comparable(leaky, si, leaky["corpus"]):
                 continue
             si_shared = [f["shared"] for f in si["audit"]]
             out.append({
-                "model": leaky["model"], "recipe": leaky["recipe"], "mode": leaky["mode"], "corpus": leaky["corpus"],
+                "model": leaky["model"], "recipe": leaky["recipe"], "head": leaky["head"], "mode": leaky["mode"],
+                "corpus": leaky["corpus"], "label_map": leaky["label_maps"][leaky["corpus"]],
                 "random_protocol": leaky["protocol"], "speaker_independent_protocol": si["protocol"],
                 "ua_random": leaky["ua"], "ua_speaker_independent": si["ua"],
                 "leakage": None if None in (leaky["ua"], si["ua"]) else leaky["ua"] - si["ua"],
@@ -204,8 +276,8 @@ def leakage_table(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out, columns=LEAKAGE_COLUMNS)
 
 
-LEAKAGE_COLUMNS = ["model", "recipe", "mode", "corpus", "random_protocol", "speaker_independent_protocol",
-                   "ua_random", "ua_speaker_independent", "leakage", "random_audit",
+LEAKAGE_COLUMNS = ["model", "recipe", "head", "mode", "corpus", "label_map", "random_protocol",
+                   "speaker_independent_protocol", "ua_random", "ua_speaker_independent", "leakage", "random_audit",
                    "speaker_independent_audit", "check", "marks", "run_ids"]
 
 
@@ -215,20 +287,22 @@ def _audit_text(audit: list[dict]) -> str:
 
 
 def cross_corpus_table(table: pd.DataFrame) -> pd.DataFrame:
-    """Each cross-corpus run next to the same setup's speaker-independent in-corpus runs on its
-    source or target corpora (in-corpus UA, cross-corpus UA, the gap), with per-class recall on
-    the target corpus. A cross-corpus run without an in-corpus partner still gets its row."""
+    """Each cross-corpus run next to the :func:`comparable` speaker-independent in-corpus runs on
+    its source or target corpora (same label map on that corpus, same classes, head, ...: in-corpus
+    UA, cross-corpus UA, the gap), with per-class recall on the target corpus. A cross-corpus run
+    without an in-corpus partner still gets its row."""
     rows = table.to_dict("records")
     within = [r for r in rows if r["corpus"] and not r["test_corpora"] and r["unit"] != "utterance"]
     out = []
     for cross in (r for r in rows if r["test_corpora"]):
-        base = {"model": cross["model"], "recipe": cross["recipe"], "mode": cross["mode"],
-                "protocol": cross["protocol"], "train": "+".join(cross["train_corpora"]),
-                "target": "+".join(cross["test_corpora"]), "ua_cross": cross["ua"],
+        base = {"model": cross["model"], "recipe": cross["recipe"], "head": cross["head"], "mode": cross["mode"],
+                "protocol": cross["protocol"], "label_map": cross["label_map"],
+                "train": "+".join(cross["train_corpora"]), "target": "+".join(cross["test_corpora"]),
+                "ua_cross": cross["ua"],
                 **{f"recall_{c}": cross["recall"].get(c) for c in cross["classes"]},
                 "marks": cross["marks"], "run_id": cross["run_id"]}
-        partners = [r for r in within if _same_setup(cross, r)
-                    and r["corpus"] in cross["train_corpora"] + cross["test_corpora"]]
+        partners = [r for r in within if r["corpus"] in cross["train_corpora"] + cross["test_corpora"]
+                    and comparable(cross, r, r["corpus"])]
         for r in partners or [None]:
             extra = {"in_corpus_protocol": None, "in_corpus": None, "ua_in_corpus": None, "gap": None}
             if r is not None:
@@ -300,7 +374,8 @@ def runs_display(t: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for r in t.to_dict("records"):
         rows.append({
-            "run": r["run_id"], "model/recipe": r["label"], "protocol": r["protocol"],
+            "run": r["run_id"], "model/recipe": r["label"], "head": r["head"], "protocol": r["protocol"],
+            "label map": r["label_map"],
             "UA %": _pm(r["ua"], r["ua_std"]), "WA %": _pm(r["wa"], r["wa_std"]),
             "macro-F1 %": _pm(r["macro_f1"], r["macro_f1_std"]),
             **{f"F1 {c} %": pct(r["f1"].get(c)) for c in classes},
@@ -326,7 +401,7 @@ def fronts_display(t: pd.DataFrame) -> pd.DataFrame:
 def leakage_display(t: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame([{
         "model/recipe": f"{r['model']}/{r['recipe']}" + (" (ft)" if r["mode"] == "finetune" else ""),
-        "corpus": r["corpus"], "random split": r["random_protocol"],
+        "head": r["head"], "corpus": r["corpus"], "label map": r["label_map"], "random split": r["random_protocol"],
         "speaker-independent": r["speaker_independent_protocol"], "UA random %": pct(r["ua_random"]),
         "UA speaker-indep. %": pct(r["ua_speaker_independent"]),
         "leakage (points)": _num(None if r["leakage"] is None else 100 * r["leakage"], "+.1f"),
@@ -340,7 +415,8 @@ def cross_display(t: pd.DataFrame) -> pd.DataFrame:
     recall_cols = [c for c in t.columns if c.startswith("recall_")]
     return pd.DataFrame([{
         "model/recipe": f"{r['model']}/{r['recipe']}" + (" (ft)" if r["mode"] == "finetune" else ""),
-        "train -> target": f"{r['train']} -> {r['target']}", "UA cross %": pct(r["ua_cross"]),
+        "head": r["head"], "train -> target": f"{r['train']} -> {r['target']}", "label maps": r["label_map"],
+        "UA cross %": pct(r["ua_cross"]),
         "in-corpus": f"{r['in_corpus_protocol']} on {r['in_corpus']}" if r["in_corpus_protocol"] else "—",
         "UA in-corpus %": pct(r["ua_in_corpus"]),
         "gap (points)": _num(None if r["gap"] is None else 100 * r["gap"], "+.1f"),
@@ -361,7 +437,7 @@ def write_atomic(path: Path, data: bytes | str) -> Path:
     return path
 
 
-CSV_DROP = ["confusion", "recall", "f1", "audit", "classes"]
+CSV_DROP = ["confusion", "recall", "f1", "audit", "classes", "label_maps"]  # label_map: the readable form
 
 
 def write(rep: Report, out: str | Path) -> list[Path]:
@@ -402,9 +478,11 @@ def _sections(rep: Report) -> list[tuple[str, str, pd.DataFrame | None, list[str
          "n/a: the run lacks that measurement (e.g. made with --no-measure).",
          fronts_display(rep.runs), pick("pareto-")),
         ("Speaker leakage", "UA on random (speaker-dependent) splits minus UA on speaker-independent splits of "
-         "the same corpus, same model, recipe and weights. Audits: speakers shared by train and test / "
-         "speakers in test, per fold.", leakage_display(rep.leakage) if len(rep.leakage) else None, []),
-        ("Cross-corpus", "Cross-corpus UA next to speaker-independent in-corpus UA of the same setup; recall "
+         "the same corpus under the same label map and classes, same model, recipe, head, mode and weights. "
+         "Audits: speakers shared by train and test / speakers in test, per fold.",
+         leakage_display(rep.leakage) if len(rep.leakage) else None, []),
+        ("Cross-corpus", "Cross-corpus UA next to speaker-independent in-corpus UA of the same setup (same "
+         "label map on the shared corpus, classes, model, recipe, head, mode and weights); recall "
          "per class on the target corpus.", cross_display(rep.cross) if len(rep.cross) else None,
          pick("cross-corpus")),
         ("Confusion matrices", "Row-normalised: each row is a true class and sums to 100%; the diagonal is "

@@ -21,10 +21,12 @@ from serbench.cli import main
 from serbench.store import Store
 
 CLASSES = ["angry", "happy", "neutral", "sad"]
+CLASSES_8 = ["angry", "calm", "disgust", "fearful", "happy", "neutral", "sad", "surprised"]  # ravdess-8class
 PROTOCOLS = {
     "loso": {"corpus": "iemocap", "unit": "session", "kind": "leave-one-out"},
     "kfold-random": {"corpus": "iemocap", "unit": "utterance", "kind": "kfold"},
     "speaker-kfold": {"corpus": "ravdess", "unit": "speaker", "kind": "kfold"},
+    "ravdess-random": {"corpus": "ravdess", "unit": "utterance", "kind": "kfold"},
     "cross-corpus-ravdess": {"corpus": None, "unit": "corpus", "kind": "cross-corpus",
                              "train": ["iemocap", "crema-d"], "test": ["ravdess"]},
 }
@@ -33,33 +35,39 @@ WEIGHTS = {"hub": ({"kind": "hub", "id": "org/big", "revision": "abc"}, "hub org
            "none": ({"kind": "none", "extractor": "opensmile"}, "weight-free (opensmile)")}
 
 
-def predictions(recalls, n: int = 10) -> tuple[list[str], list[str]]:
+def predictions(recalls, n: int = 10, classes=CLASSES) -> tuple[list[str], list[str]]:
     """Truth and predictions with exactly ``recalls[c] * n`` of class c right (the rest predicted
     as the next class): UA = mean(recalls)."""
     y_true, y_pred = [], []
-    for i, (c, r) in enumerate(zip(CLASSES, recalls)):
+    for i, (c, r) in enumerate(zip(classes, recalls)):
         right = round(r * n)
         y_true += [c] * n
-        y_pred += [c] * right + [CLASSES[(i + 1) % len(CLASSES)]] * (n - right)
+        y_pred += [c] * right + [classes[(i + 1) % len(classes)]] * (n - right)
     return y_true, y_pred
 
 
 def write_run(db: Store, model: str, recipe: str, protocol: str, recalls, *, weights: str = "hub",
               synthetic: bool = False, folds: int = 2, shared: int = 0, measurements: dict | None = None,
-              status: str = "finished", mode: str = "probe") -> int:
+              status: str = "finished", mode: str = "probe", classes=CLASSES, label_maps: dict | None = None,
+              head: str | None = None) -> int:
     """One run with ``folds`` identical folds scored from :func:`predictions` (so UA = mean(recalls)
-    and the std is 0), an audit with ``shared`` train/test speakers per fold, and measurements."""
+    and the std is 0), an audit with ``shared`` train/test speakers per fold, and measurements.
+    ``label_maps``: corpus -> label map name as the runner stores it (a corpus left out: None, its
+    default); ``head``: the probe head's name (None: no "head" key, as in runs stored before heads)."""
     proto = {"name": protocol, "train": [], "test": [], "train_only": [], **PROTOCOLS[protocol]}
     corpora = proto["train"] + proto["test"] or [proto["corpus"]]
     source, described = WEIGHTS[weights]
     config = {"synthetic": synthetic, "weights_source": source, "weights": described, "protocol": proto,
-              "classes": CLASSES, "data": {c: {"synthetic": synthetic} for c in corpora},
+              "classes": list(classes), "data": {c: {"synthetic": synthetic, "label_map": (label_maps or {}).get(c)}
+                                                 for c in corpora},
               "nonce": [model, recipe, protocol, status, len(db.runs())]}
+    if head is not None:
+        config["head"] = {"name": head, "kind": head}
     rid = db.create_run(model=model, recipe=recipe, protocol=protocol, mode=mode, config=config, provenance={})
-    y_true, y_pred = predictions(recalls)
+    y_true, y_pred = predictions(recalls, classes=classes)
     per_fold = []
     for k in range(folds):
-        scores = metrics.scores(y_true, y_pred, CLASSES)
+        scores = metrics.scores(y_true, y_pred, list(classes))
         audit = {"sizes": {"test": len(y_true)}, "speakers": {"test": 2 + shared},
                  "shared_speakers": {"train-test": {"count": shared, "speakers": [f"s{i}" for i in range(shared)]}}}
         db.write_fold(rid, k, metrics=scores, audit=audit, utt_ids=[f"u{i}" for i in range(len(y_true))],
@@ -162,6 +170,86 @@ def test_cross_corpus_view_pairs_in_corpus_runs_and_gives_target_recall(hand):
     assert row["in_corpus_protocol"] == "loso" and row["in_corpus"] == "iemocap (source)"
     assert row["gap"] == pytest.approx(0.6 - 0.4)
     assert [row[f"recall_{c}"] for c in CLASSES] == pytest.approx([0.2, 0.4, 0.5, 0.5])
+
+
+@pytest.fixture()
+def maps(tmp_path) -> SimpleNamespace:
+    """RAVDESS under two label maps: a random-split and a speaker-independent run each with the
+    4-class and the 8-class map (the 8-class runs made last, so a selection that ignores label maps
+    keeps only them), plus a 4-class cross-corpus run targeting RAVDESS. S4 and X store no label-map
+    name (None: the corpus default, ravdess-4class) - R4 names it."""
+    path = tmp_path / "maps.sqlite"
+    four, eight = {"ravdess": "ravdess-4class"}, {"ravdess": "ravdess-8class"}
+    with Store(path) as db:
+        ids = {"R4": write_run(db, "big", "fp32", "ravdess-random", [0.7] * 4, shared=8, label_maps=four),
+               "S4": write_run(db, "big", "fp32", "speaker-kfold", [0.6] * 4),
+               "X": write_run(db, "big", "fp32", "cross-corpus-ravdess", [0.4] * 4, folds=1),
+               "R8": write_run(db, "big", "fp32", "ravdess-random", [0.5] * 8, shared=8, classes=CLASSES_8,
+                               label_maps=eight),
+               "S8": write_run(db, "big", "fp32", "speaker-kfold", [0.3] * 8, classes=CLASSES_8, label_maps=eight)}
+    return SimpleNamespace(path=path, ids=ids)
+
+
+def test_leakage_pairs_runs_only_under_the_same_label_map(maps, tmp_path):
+    ids = maps.ids
+    rep = _build(maps.path)
+    # the default selection keeps the latest run per label map: 8-class runs do not hide 4-class ones
+    assert sorted(rep.runs["run_id"]) == sorted(ids.values())
+    t = rep.runs.set_index("run_id")
+    assert [t.loc[ids[k], "label_map"] for k in ("R4", "S4", "X", "R8", "S8")] == [
+        "ravdess-4class", "ravdess-4class", "crema-d-4class + iemocap-4class + ravdess-4class",
+        "ravdess-8class", "ravdess-8class"]
+    assert set(t["head"]) == {"mlp"}  # stored without a head: the MLP probe
+    expected = {f"{ids['R4']} vs {ids['S4']}": ("ravdess-4class", 0.7 - 0.6),
+                f"{ids['R8']} vs {ids['S8']}": ("ravdess-8class", 0.5 - 0.3)}
+    for leak in (rep.leakage, _build(maps.path, list(ids.values())).leakage):  # default and explicit selection
+        assert len(leak) == 2
+        got = {r["run_ids"]: (r["label_map"], r["leakage"]) for r in leak.to_dict("records")}
+        assert got.keys() == expected.keys()
+        for k, (label_map, value) in expected.items():
+            assert got[k][0] == label_map and got[k][1] == pytest.approx(value)
+        assert set(leak["check"]) == {"ok"} and set(leak["head"]) == {"mlp"}
+    # cross-corpus: the 4-class run is set beside the 4-class in-corpus run on its target, not the 8-class one
+    cross = rep.cross
+    assert len(cross) == 1
+    row = cross.iloc[0]
+    assert row["in_corpus_protocol"] == "speaker-kfold" and row["in_corpus"] == "ravdess (target)"
+    assert row["gap"] == pytest.approx(0.6 - 0.4) and row["head"] == "mlp"
+    # the same label-map name with the classes in another order is not comparable
+    s4 = t.loc[ids["S4"]].to_dict()
+    r4 = t.loc[ids["R4"]].to_dict()
+    assert report.comparable(r4, s4, "ravdess")
+    assert not report.comparable(r4, {**s4, "classes": s4["classes"][::-1]}, "ravdess")
+    assert not report.comparable(r4, s4, "iemocap")  # neither run used IEMOCAP
+    # head and label map reach the files
+    out = tmp_path / "rep"
+    report.write(rep, out)
+    runs = pd.read_csv(out / "runs.csv").set_index("run_id")
+    assert runs.loc[ids["R8"], "label_map"] == "ravdess-8class" and runs.loc[ids["R8"], "head"] == "mlp"
+    leak = pd.read_csv(out / "leakage.csv")
+    assert sorted(leak["label_map"]) == ["ravdess-4class", "ravdess-8class"]
+    for text in ((out / "report.md").read_text(), (out / "index.html").read_text()):
+        assert "ravdess-8class" in text and "label map" in text and "head" in text
+
+
+def test_runs_with_different_heads_are_kept_apart(tmp_path):
+    path = tmp_path / "heads.sqlite"
+    with Store(path) as db:
+        ids = {"Rm": write_run(db, "big", "fp32", "ravdess-random", [0.7] * 4, shared=8),  # no head key: mlp
+               "Sl": write_run(db, "big", "fp32", "speaker-kfold", [0.5] * 4, head="logreg"),
+               "Xm": write_run(db, "big", "fp32", "cross-corpus-ravdess", [0.4] * 4, folds=1, head="mlp"),
+               "Rl": write_run(db, "big", "fp32", "ravdess-random", [0.6] * 4, shared=8, head="logreg")}
+    rep = _build(path)
+    assert sorted(rep.runs["run_id"]) == sorted(ids.values())  # the logreg run does not hide the MLP one
+    t = rep.runs.set_index("run_id")
+    assert [t.loc[ids[k], "head"] for k in ("Rm", "Sl", "Xm", "Rl")] == ["mlp", "logreg", "mlp", "logreg"]
+    assert len(rep.leakage) == 1
+    row = rep.leakage.iloc[0]
+    assert row["run_ids"] == f"{ids['Rl']} vs {ids['Sl']}" and row["head"] == "logreg"
+    assert row["leakage"] == pytest.approx(0.6 - 0.5)
+    assert len(_build(path, [ids["Rm"], ids["Sl"]]).leakage) == 0  # MLP random split vs logreg speaker-indep.
+    cross = rep.cross  # the MLP cross-corpus run has no MLP in-corpus partner: its row stands alone
+    assert len(cross) == 1 and cross.iloc[0]["in_corpus_protocol"] is None
 
 
 def test_report_files_are_written_self_contained_and_marked(hand, tmp_path):
