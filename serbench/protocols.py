@@ -52,10 +52,11 @@ from sklearn.model_selection import (
     StratifiedShuffleSplit,
 )
 
-from serbench import labels
+from serbench import labels, schema
 from serbench.errors import SerbenchError
 from serbench.manifest import Manifest
 from serbench.paths import data_root, find_yaml, home, yaml_files
+from serbench.schema import Field
 
 UNITS = ("utterance", "speaker", "session", "corpus")
 KINDS = {  # split kind -> units it accepts
@@ -66,10 +67,13 @@ KINDS = {  # split kind -> units it accepts
 }
 VALIDATION_METHODS = ("next-group", "holdout")
 PAIRS = (("train", "val"), ("train", "test"), ("val", "test"))
-_TOP = {"name", "description", "corpus", "train", "test", "train_only", "label_maps", "split",
-        "validation", "seed"}
-_SPLIT = {"unit", "kind", "n_folds", "test_fraction"}
-_VALIDATION = {"method", "unit", "fraction"}
+# Every key a protocol file may have (serbench.schema rejects any other, naming it). Only keys
+# and plain types are declared here; the values' rules, many across fields, are in parse().
+_SPLIT = (Field("unit"), Field("kind"), Field("n_folds"), Field("test_fraction"))
+_VALIDATION = (Field("method"), Field("unit"), Field("fraction"))
+_TOP = (Field("name", str, check=schema.non_empty), Field("description"), Field("corpus"), Field("train"),
+        Field("test"), Field("train_only"), Field("label_maps"), Field("split"),
+        Field("validation"), Field("seed"))
 
 
 def qualify(corpus: str, utt_id: str) -> str:
@@ -401,21 +405,12 @@ def parse(data, path: Path | str, text: str = "") -> Protocol:
     path = Path(path)
 
     def bad(fld: str, why: str):
-        return SerbenchError(f"{path}: field '{fld}': {why}")
-
-    def only_known(mapping: dict, allowed: set, prefix: str = "") -> None:
-        for key in mapping:
-            if key not in allowed:
-                raise bad(f"{prefix}{key}", f"unknown field (known: {', '.join(sorted(allowed))})")
+        return schema.error(path, fld, why)
 
     if not isinstance(data, dict):
         raise SerbenchError(f"{path}: a protocol file must be a mapping of fields")
-    only_known(data, _TOP)
-    name = data.get("name", path.stem)
-    if not isinstance(name, str) or not name:
-        raise bad("name", "must be a non-empty string")
-    if name != path.stem:
-        raise bad("name", f"{name!r} must match the file name {path.stem!r}")
+    schema.validate(data, _TOP, path)
+    name = schema.check_name(data, path)
     description = data.get("description")
     if not isinstance(description, str) or not description.strip():
         raise bad("description", "required: one line saying what the protocol measures")
@@ -464,7 +459,7 @@ def parse(data, path: Path | str, text: str = "") -> Protocol:
     split = data.get("split")
     if not isinstance(split, dict):
         raise bad("split", "required: a mapping with unit and kind")
-    only_known(split, _SPLIT, "split.")
+    schema.validate(split, _SPLIT, path, "split.")
     kind, unit = split.get("kind"), split.get("unit")
     if kind not in KINDS:
         raise bad("split.kind", f"must be one of {', '.join(KINDS)} (got {kind!r})")
@@ -488,7 +483,7 @@ def parse(data, path: Path | str, text: str = "") -> Protocol:
     v = data.get("validation")
     if not isinstance(v, dict):
         raise bad("validation", "required: how validation is drawn from the training part")
-    only_known(v, _VALIDATION, "validation.")
+    schema.validate(v, _VALIDATION, path, "validation.")
     method = v.get("method")
     if method not in VALIDATION_METHODS:
         raise bad("validation.method", f"must be one of {', '.join(VALIDATION_METHODS)} (got {method!r})")

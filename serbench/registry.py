@@ -9,12 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import yaml
-
-from serbench.errors import SerbenchError
+from serbench import schema
 from serbench.paths import find_yaml, registry_dirs, yaml_files
+from serbench.schema import Field, non_empty, positive, within
 
 MODEL_KINDS = ("transformers", "opensmile")
 # backend -> method -> the option names that method understands (anything else is a typo).
@@ -31,6 +29,86 @@ RECIPE_METHODS: dict[str, dict[str, set[str]]] = {
         "static": {"w_dtype", "w_sym", "w_granularity", "w_algo", "act_dtype", "act_sym",
                    "act_granularity", "act_algo", "clip_seconds", "max_calibration_clips"},
     },
+}
+
+# What each option's value may be. compress.py looks the onnxruntime names up in
+# onnxruntime.quantization's QuantType / QuantFormat / CalibrationMethod enums (QuantType[...]), so a
+# misspelt name (QUint8) must fail here, at load, not as a KeyError in the middle of `bench`.
+# Only the 8-bit QuantTypes: the recipes are int8 ones (tests check these names exist in onnxruntime).
+ORT_QUANT_TYPES = ("QInt8", "QUInt8")
+ORT_QUANT_FORMATS = ("QDQ", "QOperator")
+ORT_CALIBRATE_METHODS = ("MinMax", "Entropy", "Percentile", "Distribution")
+_CLIPS = Field("max_calibration_clips", int, check=positive)
+RECIPE_OPTIONS: dict[str, dict[str, Field]] = {
+    "onnxruntime": {f.name: f for f in (
+        Field("opset", int, check=positive),
+        Field("keep_io_types", bool),
+        Field("weight_type", str, choices=ORT_QUANT_TYPES),
+        Field("activation_type", str, choices=ORT_QUANT_TYPES),
+        Field("quant_format", str, choices=ORT_QUANT_FORMATS),
+        Field("calibrate_method", str, choices=ORT_CALIBRATE_METHODS),
+        Field("calibrate_percentile", float, check=within(0, 100)),
+        Field("per_channel", bool),
+        Field("reduce_range", bool),
+        Field("weight_matmuls_only", bool),
+        Field("op_types_to_quantize", list, items=str),
+        Field("nodes_to_exclude", list, items=str),
+        _CLIPS,
+    )},
+    # passed to neural_compressor.torch.quantization.StaticQuantConfig(**options)
+    "neural-compressor": {f.name: f for f in (
+        Field("w_dtype", str), Field("act_dtype", str),
+        Field("w_sym", bool), Field("act_sym", bool),
+        Field("w_granularity", str, choices=("per_channel", "per_tensor")),
+        Field("act_granularity", str, choices=("per_channel", "per_tensor")),
+        Field("w_algo", str), Field("act_algo", str),
+        Field("clip_seconds", float, check=positive),
+        _CLIPS,
+    )},
+}
+
+# The encoder's input preprocessing (serbench.audio.Preprocess, sample_rate aside) and its
+# defaults, the reference paper's. Written out, not imported: importing serbench.audio pulls in
+# librosa, and listing the registry must stay fast (a test checks these match Preprocess).
+PREPROCESS_DEFAULTS = {"trim_db": 20.0, "preemphasis": 0.97, "peak": 0.95, "seconds": 8.0}
+_INPUT_CHECKS = {"trim_db": positive, "preemphasis": within(0, 1), "peak": within(0, 1), "seconds": positive}
+INPUT_FIELDS = tuple(Field(k, float, nullable=True, default=v, check=_INPUT_CHECKS[k])
+                     for k, v in PREPROCESS_DEFAULTS.items())
+
+
+def _identifier(v: str) -> str | None:
+    return None if v.isidentifier() else f"must be a transformers class name, got {v!r}"
+
+
+_MODEL_KIND = Field("kind", str, default="transformers", choices=MODEL_KINDS)
+MODEL_FIELDS = (
+    Field("name", str),
+    _MODEL_KIND,
+    Field("description", str, default=""),
+    Field("licence", str, required=True),
+    Field("sample_rate", int, default=16_000, check=positive),
+    # null for a step switches it off; omitted steps keep the defaults
+    Field("input", dict, fields=INPUT_FIELDS),
+    # the default classifier head (its name is checked against the heads registry when used)
+    Field("head", str, check=non_empty),
+)
+MODEL_KIND_FIELDS = {
+    # Whether transformers has this class is checked when the model is built: importing
+    # transformers (and torch) here would make listing the registry take seconds.
+    "transformers": (
+        Field("hub_id", str),
+        Field("revision", (str, int), default="main"),
+        Field("model_class", str, required=True, check=_identifier),
+        Field("config", dict, required=True),
+        Field("params", int, required=True,
+              check=lambda v: None if v > 0 else f"must be a positive parameter count, got {v}"),
+        Field("normalize", bool, default=False),
+    ),
+    "opensmile": (
+        Field("feature_set", str, required=True),
+        Field("feature_level", str, default="Functionals"),
+        Field("dim", int, required=True, check=positive),
+    ),
 }
 
 
@@ -54,6 +132,10 @@ class ModelEntry:
     feature_set: str | None = None
     feature_level: str | None = None
     dim: int | None = None
+    # every serbench.audio.Preprocess field but sample_rate, resolved (None = step off), so that
+    # audio.Preprocess(sample_rate=entry.sample_rate, **entry.input) builds the encoder's input
+    input: dict = field(default_factory=lambda: dict(PREPROCESS_DEFAULTS))
+    head: str | None = None  # the default classifier head's name
 
     @property
     def weight_free(self) -> bool:
@@ -87,87 +169,47 @@ def recipe_files() -> dict[str, Path]:
     return _files("recipes")
 
 
-def _read(path: Path) -> dict:
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise SerbenchError(f"{path}: not valid YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise SerbenchError(f"{path}: expected a mapping of fields, got {type(data).__name__}")
-    name = data.get("name", path.stem)
-    if name != path.stem:
-        raise SerbenchError(f"{path}: field 'name' is {name!r} but the file is named {path.stem!r}; "
-                            "they must match so that the entry can be found by name")
-    data["name"] = path.stem
-    return data
-
-
-def _get(data: dict, path: Path, key: str, types, required: bool = False, default: Any = None):
-    if key not in data or data[key] is None:
-        if required:
-            raise SerbenchError(f"{path}: missing required field {key!r}")
-        return default
-    value = data[key]
-    if not isinstance(value, types) or (types is int and isinstance(value, bool)):
-        want = types.__name__ if isinstance(types, type) else "/".join(t.__name__ for t in types)
-        raise SerbenchError(f"{path}: field {key!r} must be {want}, got {value!r}")
-    return value
-
-
 def load_model(name: str) -> ModelEntry:
     """Load and validate a model entry by name (or from a YAML path)."""
     path = find_yaml(name, model_files(), "model")
-    data = _read(path)
-    kind = _get(data, path, "kind", str, default="transformers")
-    if kind not in MODEL_KINDS:
-        raise SerbenchError(f"{path}: field 'kind' must be one of {', '.join(MODEL_KINDS)}, got {kind!r}")
-    common = dict(name=data["name"], kind=kind, path=path, content=data,
-                  description=_get(data, path, "description", str, default=""),
-                  licence=_get(data, path, "licence", str, required=True),
-                  sample_rate=_get(data, path, "sample_rate", int, default=16_000))
-    if kind == "opensmile":
-        return ModelEntry(**common,
-                          feature_set=_get(data, path, "feature_set", str, required=True),
-                          feature_level=_get(data, path, "feature_level", str, default="Functionals"),
-                          dim=_get(data, path, "dim", int, required=True))
-    # Whether transformers has this class is checked when the model is built: importing
-    # transformers (and torch) here would make listing the registry take seconds.
-    model_class = _get(data, path, "model_class", str, required=True)
-    if not model_class.isidentifier():
-        raise SerbenchError(f"{path}: field 'model_class' must be a transformers class name, got {model_class!r}")
-    params = _get(data, path, "params", int, required=True)
-    if params <= 0:
-        raise SerbenchError(f"{path}: field 'params' must be a positive parameter count, got {params}")
-    return ModelEntry(**common,
-                      hub_id=_get(data, path, "hub_id", str),
-                      revision=str(_get(data, path, "revision", (str, int), default="main")),
-                      model_class=model_class,
-                      config=_get(data, path, "config", dict, required=True),
-                      params=params,
-                      normalize=_get(data, path, "normalize", bool, default=False))
+    data = schema.read(path)
+    data["name"] = schema.check_name(data, path)
+    kind = schema.value(data, _MODEL_KIND, path)  # which fields are known depends on the kind
+    values = schema.validate(data, MODEL_FIELDS + MODEL_KIND_FIELDS[kind], path)
+    if kind == "transformers":
+        values["revision"] = str(values["revision"])
+    return ModelEntry(path=path, content=data, **values)
+
+
+def _options(backend: str, method: str) -> tuple[Field, ...]:
+    return tuple(RECIPE_OPTIONS[backend][o] for o in sorted(RECIPE_METHODS[backend][method]))
 
 
 def load_recipe(name: str) -> RecipeEntry:
     """Load and validate a recipe entry by name (or from a YAML path)."""
     path = find_yaml(name, recipe_files(), "recipe")
-    data = _read(path)
-    backend = _get(data, path, "backend", str, required=True)
-    if backend not in RECIPE_METHODS:
-        raise SerbenchError(f"{path}: field 'backend' must be one of {', '.join(RECIPE_METHODS)}, "
-                            f"got {backend!r}")
-    method = _get(data, path, "method", str, required=True)
-    if method not in RECIPE_METHODS[backend]:
-        raise SerbenchError(f"{path}: field 'method' must be one of "
-                            f"{', '.join(RECIPE_METHODS[backend])} for backend {backend!r}, got {method!r}")
-    options = _get(data, path, "options", dict, default={})
-    unknown = set(options) - RECIPE_METHODS[backend][method]
-    if unknown:
-        raise SerbenchError(f"{path}: field 'options' has unknown option(s) {sorted(unknown)} for "
-                            f"{backend}/{method}; allowed: {sorted(RECIPE_METHODS[backend][method])}")
-    return RecipeEntry(name=data["name"], backend=backend, method=method, path=path, content=data,
-                       description=_get(data, path, "description", str, default=""),
-                       calibration=_get(data, path, "calibration", bool, default=method == "static"),
-                       options=options)
+    data = schema.read(path)
+    data["name"] = schema.check_name(data, path)
+    backend = schema.value(data, Field("backend", str, required=True, choices=tuple(RECIPE_METHODS)), path)
+    methods = RECIPE_METHODS[backend]
+    fields = (
+        Field("name", str),
+        Field("description", str, default=""),
+        Field("backend", str),
+        Field("method", str, required=True, check=lambda m: None if m in methods else (
+            f"must be one of {', '.join(methods)} for backend {backend!r}, got {m!r}" + schema.suggest(m, methods))),
+        # calibration defaults to the method's need (static quantisation calibrates)
+        Field("calibration", bool),
+        Field("options", dict),
+    )
+    values = schema.validate(data, fields, path)
+    # options are checked once the method is known: each method has its own option names
+    options = schema.validate(values["options"] or {}, _options(backend, values["method"]), path, "options.")
+    return RecipeEntry(path=path, content=data, name=values["name"], backend=backend, method=values["method"],
+                       description=values["description"],
+                       calibration=(values["method"] == "static" if values["calibration"] is None
+                                    else values["calibration"]),
+                       options={k: options[k] for k in values["options"] or {} if options[k] is not None})
 
 
 def models() -> list[ModelEntry]:
