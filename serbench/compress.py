@@ -399,9 +399,10 @@ def _inc_static(model_entry, recipe, model, clips, out: Path):
     except Exception as exc:  # noqa: BLE001 - report the library's failure honestly, with its cause
         raise SerbenchError(f"recipe {recipe.name!r}: neural-compressor failed on {model_entry.name!r}: "
                             f"{type(exc).__name__}: {exc}") from exc
-    cfg = model_entry.config
-    return "inc-pt2e", "model.pt2", {"clip_samples": n, "conv_kernel": cfg.get("conv_kernel"),
-                                     "conv_stride": cfg.get("conv_stride"), "inc_qconfig": qconfig}
+    # the conv geometry of the model actually built: the entry's YAML may leave it to the class defaults
+    cfg = model.config
+    return "inc-pt2e", "model.pt2", {"clip_samples": n, "conv_kernel": [int(k) for k in cfg.conv_kernel],
+                                     "conv_stride": [int(s) for s in cfg.conv_stride], "inc_qconfig": qconfig}
 
 
 _RECIPES = {

@@ -10,8 +10,10 @@ features: every hidden state mean-pooled over the utterance's speech. Each utter
 the backbone at its own length (a batch is accumulated over single forward passes) rather than
 zero-padded to 8 s: the wav2vec2-family conv encoder normalises over time, so padding would change
 the features, and training would then see different features from the ones the compressed
-backbone produces at evaluation (:mod:`serbench.embed` also embeds speech only). Uses a GPU when
-one is present.
+backbone produces at evaluation (:mod:`serbench.embed` also embeds speech only). The backbone is
+called through :func:`serbench.backbones.stacked`, the function every exported artefact is built
+from, so an entry with ``normalize: true`` is trained on per-clip normalised audio exactly as it is
+evaluated. Uses a GPU when one is present.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ import numpy as np
 import torch
 from transformers import get_cosine_schedule_with_warmup
 
-from serbench import metrics
+from serbench import backbones, metrics
 from serbench.audio import Augment
 from serbench.train import FocalLoss, LayerWeightedProbe, balanced_alpha
 
@@ -62,10 +64,13 @@ class FinetuneResult:
                 "layer_weights": [float(w) for w in self.head.layer_weights().detach().cpu()]}
 
 
-def pooled_layers(backbone: torch.nn.Module, wave: torch.Tensor) -> torch.Tensor:
-    """(n_layers, dim): every hidden state of ``backbone`` for one waveform, mean over time."""
-    out = backbone(wave[None], output_hidden_states=True)
-    return torch.stack([h[0].mean(dim=0) for h in out.hidden_states])
+def pooled_layers(net: torch.nn.Module, wave: torch.Tensor) -> torch.Tensor:
+    """(n_layers, dim): every hidden state for one waveform, mean over time.
+
+    ``net`` is the backbone as :func:`serbench.backbones.stacked` wraps it (normalisation included
+    when the entry asks for it), the same network the artefacts are exported from.
+    """
+    return net(wave[None])[0].mean(dim=1)
 
 
 def freeze_feature_encoder(backbone: torch.nn.Module) -> None:
@@ -78,11 +83,14 @@ def freeze_feature_encoder(backbone: torch.nn.Module) -> None:
 
 
 def finetune(backbone: torch.nn.Module, train_waves: list[np.ndarray], y_train, val_waves: list[np.ndarray],
-             y_val, classes, config: FinetuneConfig = FinetuneConfig(), progress=None) -> FinetuneResult:
+             y_val, classes, config: FinetuneConfig = FinetuneConfig(), progress=None, *,
+             normalize: bool = False) -> FinetuneResult:
     """Fine-tune ``backbone`` (a transformers wav2vec2/HuBERT model) with a fresh head.
 
     ``*_waves`` are preprocessed speech segments (16 kHz float32); test data is not an argument.
     ``progress`` is an optional callable ``(epoch, record)`` for a progress display.
+    ``normalize`` is the model entry's ``normalize``: each clip is made zero-mean/unit-variance
+    before the backbone, in training and validation, as in every artefact built from the result.
     """
     c = config
     classes = list(classes)
@@ -93,15 +101,17 @@ def finetune(backbone: torch.nn.Module, train_waves: list[np.ndarray], y_train, 
     np_state = np.random.get_state()   # transformers' SpecAugment masking draws from numpy's global RNG
     np.random.seed(c.seed)
     try:
-        return _finetune(backbone, train_waves, yt, val_waves, yv, classes, c, device, rng, augment, progress)
+        return _finetune(backbone, normalize, train_waves, yt, val_waves, yv, classes, c, device, rng, augment,
+                         progress)
     finally:
         np.random.set_state(np_state)
 
 
-def _finetune(backbone, train_waves, yt, val_waves, yv, classes, c, device, rng, augment, progress):
+def _finetune(backbone, normalize, train_waves, yt, val_waves, yv, classes, c, device, rng, augment, progress):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(c.seed)
-        backbone = backbone.to(device).train()
+        backbone = backbone.to(device)
+        net = backbones.stacked(backbone, normalize)  # train()/eval() on it reach the backbone
         freeze_feature_encoder(backbone)
         n_layers = backbone.config.num_hidden_layers + 1
         head = LayerWeightedProbe(n_layers, backbone.config.hidden_size, len(classes), c.hidden, c.dropout).to(device)
@@ -114,7 +124,7 @@ def _finetune(backbone, train_waves, yt, val_waves, yv, classes, c, device, rng,
 
         history, best, best_state, waited = [], None, None, 0
         for epoch in range(1, c.epochs + 1):
-            backbone.train()
+            net.train()
             head.train()
             order = rng.permutation(len(train_waves))
             running = 0.0
@@ -124,14 +134,14 @@ def _finetune(backbone, train_waves, yt, val_waves, yv, classes, c, device, rng,
                 feats = []
                 for i in batch:
                     w = train_waves[i] if augment is None else augment(train_waves[i], rng)
-                    feats.append(pooled_layers(backbone, torch.from_numpy(np.ascontiguousarray(w)).to(device)))
+                    feats.append(pooled_layers(net, torch.from_numpy(np.ascontiguousarray(w)).to(device)))
                 loss = loss_fn(head(torch.stack(feats)), torch.from_numpy(yt[batch]).to(device))
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
                 opt.step()
                 sched.step()
                 running += float(loss.detach()) * len(batch)
-            val_pred, val_loss = _evaluate(backbone, head, val_waves, yv, loss_fn, device)
+            val_pred, val_loss = _evaluate(net, head, val_waves, yv, loss_fn, device)
             val_ua = metrics.ua(yv, val_pred, classes)
             record = {"epoch": epoch, "train_loss": running / len(order), "val_loss": val_loss,
                       "val_ua": val_ua, "lr": sched.get_last_lr()[0]}
@@ -151,11 +161,11 @@ def _finetune(backbone, train_waves, yt, val_waves, yv, classes, c, device, rng,
                           c.to_dict())
 
 
-def _evaluate(backbone, head, waves, y, loss_fn, device) -> tuple[np.ndarray, float]:
-    backbone.eval()
+def _evaluate(net, head, waves, y, loss_fn, device) -> tuple[np.ndarray, float]:
+    net.eval()
     head.eval()
     with torch.no_grad():
-        feats = torch.stack([pooled_layers(backbone, torch.from_numpy(np.ascontiguousarray(w)).to(device))
+        feats = torch.stack([pooled_layers(net, torch.from_numpy(np.ascontiguousarray(w)).to(device))
                              for w in waves])
         logits = head(feats)
         loss = float(loss_fn(logits, torch.from_numpy(y).to(device)))

@@ -183,3 +183,34 @@ def test_exclusion_pattern_that_matches_nothing_is_an_error(setup, tmp_path, mon
     with pytest.raises(SerbenchError, match=r"static-typo.*\*/no_such/Conv.*matches no node of 'tiny'"):
         compress.build(setup["entry"], registry.load_recipe("static-typo"), (setup["model"], setup["prov"]),
                        setup["cal"], CAL_IDS)
+
+
+def test_inc_int8_takes_the_conv_geometry_from_the_built_model(tmp_path, monkeypatch):
+    """An entry that leaves conv_kernel/conv_stride to the model class's defaults (HF's 7-layer
+    stack) still gives an inc-int8 artefact that opens and embeds: the geometry is read from the
+    built model's config, not from the YAML."""
+    pytest.importorskip("neural_compressor.torch.quantization")
+    from _models import tiny_entry_data, write_entry
+    from transformers import HubertConfig, HubertModel
+
+    config = {k: v for k, v in tiny_entry_data()["config"].items() if k not in ("conv_kernel", "conv_stride")}
+    config["conv_dim"] = [8] * 7
+    default = HubertConfig(**config)
+    params = sum(p.numel() for p in HubertModel(default).parameters())
+    write_entry(tmp_path, "models", "tiny-default-conv",
+                tiny_entry_data(name="tiny-default-conv", params=params, config=config))
+    base = registry.load_recipe("inc-int8")
+    write_entry(tmp_path, "recipes", "inc-int8-short",
+                {**base.content, "name": "inc-int8-short", "options": {**base.options, "clip_seconds": 1.0}})
+    monkeypatch.setenv("SERBENCH_REGISTRY", str(tmp_path))
+    monkeypatch.setenv("SERBENCH_HOME", str(tmp_path / "home"))
+    entry = registry.load_model("tiny-default-conv")
+    assert "conv_kernel" not in entry.config and "conv_stride" not in entry.config
+    cal = clips(2, seconds=1.0, seed=11)
+    art = compress.build(entry, registry.load_recipe("inc-int8-short"), "random:0", cal, CAL_IDS[:2])
+    enc = compress.open_encoder(art.path, threads=1)
+    for wave in clips(2, seconds=0.7, seed=12) + clips(1, seconds=2.5, seed=13):  # padded, and windowed
+        out = enc.embed(wave)
+        assert out.shape == (3, 32) and np.isfinite(out).all()
+    assert compress.load(art.path).provenance["conv_kernel"] == list(default.conv_kernel)
+    assert compress.load(art.path).provenance["conv_stride"] == list(default.conv_stride)

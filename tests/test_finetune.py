@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from transformers import HubertConfig, HubertModel
 
+from serbench.backbones import stacked
 from serbench.finetune import FinetuneConfig, finetune, pooled_layers
 from serbench.synth import voice
 
@@ -48,7 +50,7 @@ def test_finetune_trains_transformer_not_conv_and_selects_on_validation():
     assert res.best_epoch == best["epoch"] and res.best_val_ua == best["val_ua"]
     # the first step is in warm-up: the learning rate rises from 0, then decays (cosine)
     assert res.history[0]["lr"] > 0 and res.history[-1]["lr"] < 1e-3
-    feats = pooled_layers(res.backbone, torch.from_numpy(tw[0]))
+    feats = pooled_layers(stacked(res.backbone, False), torch.from_numpy(tw[0]))
     assert feats.shape == (3, 32)
 
 
@@ -59,3 +61,30 @@ def test_finetune_is_seeded():
     a = finetune(tiny_backbone(), tw, ty, vw, vy, CLASSES, cfg)
     b = finetune(tiny_backbone(), tw, ty, vw, vy, CLASSES, cfg)
     assert [r["train_loss"] for r in a.history] == [r["train_loss"] for r in b.history]
+
+
+def test_finetune_feeds_the_backbone_normalised_input_when_the_entry_says_so():
+    """With ``normalize=True`` every backbone call, in training and in validation, sees each clip
+    zero-mean/unit-variance, as in every exported artefact (``backbones.stacked``)."""
+    tw, ty = clips(4, 1)
+    vw, vy = clips(2, 2)
+    tw, vw = [3.0 * w + 0.1 for w in tw], [3.0 * w + 0.1 for w in vw]  # clearly not normalised
+    backbone = tiny_backbone()
+    seen = []
+    backbone.register_forward_pre_hook(lambda mod, args: seen.append((mod.training, args[0].detach().clone())))
+    finetune(backbone, tw, ty, vw, vy, CLASSES, FinetuneConfig(epochs=1, batch_size=2, augment=False, seed=0),
+             normalize=True)
+    assert {training for training, _ in seen} == {True, False} and len(seen) == 6
+    for _, x in seen:
+        assert abs(float(x.mean())) < 1e-4 and abs(float(x.std(unbiased=False)) - 1.0) < 1e-3
+
+
+def test_finetune_with_normalize_is_invariant_to_input_scale():
+    tw, ty = clips(4, 1)
+    vw, vy = clips(2, 2)
+    cfg = FinetuneConfig(epochs=2, batch_size=2, augment=False, seed=0)
+    a = finetune(tiny_backbone(), tw, ty, vw, vy, CLASSES, cfg, normalize=True)
+    b = finetune(tiny_backbone(), [4.0 * w for w in tw], ty, [4.0 * w for w in vw], vy, CLASSES, cfg, normalize=True)
+    for ra, rb in zip(a.history, b.history):
+        assert ra["train_loss"] == pytest.approx(rb["train_loss"], rel=1e-4)
+        assert ra["val_loss"] == pytest.approx(rb["val_loss"], rel=1e-4)
