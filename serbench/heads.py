@@ -1,0 +1,258 @@
+"""Heads: what turns cached embeddings into class scores (``registry/heads/*.yaml``).
+
+A head is a registry entry like a model or a recipe: a YAML file names its ``kind`` and options,
+and adding one needs no code. A *kind* is registered here once, with the options it accepts and
+its fitting function side by side (:func:`register`); loading, validation and dispatch all derive
+from that one table.
+
+Every head obeys the same rule: everything it learns (standardisation, regularisation strength,
+layer weights, network weights) is fitted on the **training** split and chosen on the
+**validation** split only. The test split is not an argument of :func:`fit`.
+
+Whatever library fits a head (torch for ``mlp``, scikit-learn for the linear kinds), the result is
+a small torch module taking embeddings ``(n, n_layers, dim)`` to logits. So prediction, saving the
+head beside the store, and merging it into an exported ONNX graph are one code path for all kinds.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from serbench import metrics, train
+from serbench.errors import SerbenchError
+from serbench.paths import find_yaml, registry_dirs, yaml_files
+
+DEFAULT = "mlp"
+
+
+@dataclass(frozen=True)
+class HeadKind:
+    """A registered kind: its options with their defaults, and how it is fitted."""
+
+    name: str
+    defaults: dict
+    fit: Callable
+    doc: str = ""
+
+
+KINDS: dict[str, HeadKind] = {}
+
+
+def register(name: str, defaults: dict):
+    """Register ``fit(X_train, y_train, X_val, y_val, classes, options, seed) -> Fitted``."""
+    def wrap(fn):
+        KINDS[name] = HeadKind(name, dict(defaults), fn, (fn.__doc__ or "").strip().split("\n")[0])
+        return fn
+    return wrap
+
+
+@dataclass(frozen=True)
+class HeadEntry:
+    name: str
+    kind: str
+    path: Path
+    content: dict = field(repr=False)
+    description: str = ""
+    options: dict = field(default_factory=dict)   # the kind's defaults, overridden by the file
+
+    def record(self) -> dict:
+        """What a run stores about its head (part of the run's configuration)."""
+        return {"name": self.name, "kind": self.kind, "options": self.options}
+
+
+@dataclass
+class Fitted:
+    """A fitted head: the torch module used for prediction and export, plus a JSON-ready record
+    of how it was chosen (selected hyper-parameters, validation scores, layer weights)."""
+
+    model: nn.Module
+    summary: dict
+
+
+def files() -> dict[str, Path]:
+    return yaml_files(registry_dirs("heads"))
+
+
+def load(name: str) -> HeadEntry:
+    """A head entry by name (or from a YAML path), validated against its kind's options."""
+    from serbench import schema
+
+    path = find_yaml(name, files(), "head")
+    data, values = schema.load_entry(path, [
+        schema.Field("name", str), schema.Field("description", str, default=""),
+        schema.Field("kind", str, required=True, choices=tuple(KINDS)),
+        schema.Field("options", dict, default={})])
+    kind = KINDS[values["kind"]]
+    options = values["options"]
+    unknown = set(options) - set(kind.defaults)
+    if unknown:
+        raise SerbenchError(f"{path}: field 'options.{sorted(unknown)[0]}': unknown option for head kind "
+                            f"{kind.name!r} (known: {', '.join(sorted(kind.defaults))})")
+    return HeadEntry(name=values["name"], kind=kind.name, path=path, content=data,
+                     description=values["description"], options={**kind.defaults, **options})
+
+
+def fit(entry: HeadEntry, X_train, y_train, X_val, y_val, classes, seed: int = 0) -> Fitted:
+    """Fit ``entry`` on the training split, choosing among its settings on the validation split."""
+    if len(y_val) == 0:
+        raise SerbenchError("the validation split is empty; a head is chosen on validation")
+    return KINDS[entry.kind].fit(X_train, y_train, X_val, y_val, list(classes), entry.options, seed)
+
+
+# -- kinds --------------------------------------------------------------------------------------
+
+
+@register("mlp", defaults={k: v for k, v in asdict(train.ProbeConfig()).items() if k != "seed"})
+def _fit_mlp(X_train, y_train, X_val, y_val, classes, options, seed) -> Fitted:
+    """Learned softmax-weighted sum of layers + small MLP, focal loss, early stopping on validation UA."""
+    res = train.train_probe(X_train, y_train, X_val, y_val, None, classes,
+                            train.ProbeConfig(**{**options, "seed": seed}))
+    return Fitted(res.model, res.summary())
+
+
+class LinearHead(nn.Module):
+    """Fixed layer pooling -> standardise -> linear: a fitted scikit-learn linear model as torch.
+
+    ``pool`` weights the layers (uniform for ``layers: mean``, one-hot for ``last``); ``mean`` and
+    ``scale`` are the StandardScaler's; ``linear`` holds the classifier's coefficients, so the
+    logits equal scikit-learn's ``decision_function`` and their softmax its multinomial
+    ``predict_proba``.
+    """
+
+    def __init__(self, n_layers: int, dim: int, n_classes: int):
+        super().__init__()
+        self.register_buffer("pool", torch.full((n_layers,), 1.0 / n_layers))
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("scale", torch.ones(dim))
+        self.linear = nn.Linear(dim, n_classes)
+
+    def layer_weights(self) -> torch.Tensor:
+        return self.pool
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = torch.einsum("bld,l->bd", x, self.pool)
+        return self.linear((pooled - self.mean) / self.scale)
+
+
+LAYERS = ("mean", "last")
+
+
+def _pool_weights(n_layers: int, how: str) -> np.ndarray:
+    if how not in LAYERS:
+        raise SerbenchError(f"head option 'layers' must be one of {', '.join(LAYERS)}, not {how!r}")
+    w = np.zeros(n_layers, np.float32)
+    if how == "mean":
+        w[:] = 1.0 / n_layers
+    else:
+        w[-1] = 1.0
+    return w
+
+
+def _linear(make, X_train, y_train, X_val, y_val, classes, options, seed) -> Fitted:
+    """Standardise on train, fit one model per ``C``, keep the best validation UA (ties: smaller C)."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.preprocessing import StandardScaler
+
+    X_train, X_val = _3d(X_train), _3d(X_val)
+    n_layers, dim = X_train.shape[1:]
+    pool = _pool_weights(n_layers, options["layers"])
+    Pt, Pv = np.einsum("nld,l->nd", X_train, pool), np.einsum("nld,l->nd", X_val, pool)
+    yt, yv = metrics.encode(y_train, classes), metrics.encode(y_val, classes)
+    if set(np.unique(yt)) != set(range(len(classes))):
+        raise SerbenchError(f"the training split lacks class(es) "
+                            f"{sorted(set(classes) - {classes[i] for i in np.unique(yt)})}")
+    scaler = StandardScaler().fit(Pt)
+    Zt, Zv = scaler.transform(Pt), scaler.transform(Pv)
+    grid = options["C"] if isinstance(options["C"], list) else [options["C"]]
+    scores, best = [], None
+    for C in sorted(float(c) for c in grid):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            clf = make(C, options, seed).fit(Zt, yt)
+        ua = metrics.ua(yv, clf.predict(Zv), classes)
+        scores.append({"C": C, "val_ua": ua})
+        if best is None or ua > best[0]:
+            best = (ua, C, clf)
+    val_ua, C, clf = best
+    head = LinearHead(n_layers, dim, len(classes))
+    coef, intercept = np.atleast_2d(clf.coef_), np.atleast_1d(clf.intercept_)
+    if len(classes) == 2:  # binary scikit-learn models keep one row: logits [0, z] give the same softmax
+        coef, intercept = np.vstack([np.zeros_like(coef), coef]), np.concatenate([[0.0], intercept])
+    with torch.no_grad():
+        head.pool.copy_(torch.from_numpy(pool))
+        head.mean.copy_(torch.from_numpy(scaler.mean_.astype(np.float32)))
+        head.scale.copy_(torch.from_numpy(scaler.scale_.astype(np.float32)))
+        head.linear.weight.copy_(torch.from_numpy(coef.astype(np.float32)))
+        head.linear.bias.copy_(torch.from_numpy(intercept.astype(np.float32)))
+    head.eval()
+    return Fitted(head, {"selected": {"C": C}, "best_val_ua": val_ua, "grid": scores,
+                         "layer_weights": pool.tolist(), "options": options})
+
+
+@register("logreg", defaults={"C": [0.001, 0.01, 0.1, 1.0, 10.0, 100.0], "layers": "mean",
+                              "class_weight": "balanced", "max_iter": 5000})
+def _fit_logreg(*args) -> Fitted:
+    """scikit-learn LogisticRegression (multinomial) on standardised features; C chosen on validation."""
+    from sklearn.linear_model import LogisticRegression
+
+    def make(C, o, seed):
+        return LogisticRegression(C=C, class_weight=o["class_weight"], max_iter=o["max_iter"], random_state=seed)
+    return _linear(make, *args)
+
+
+@register("svm-linear", defaults={"C": [0.0001, 0.001, 0.01, 0.1, 1.0], "layers": "mean",
+                                  "class_weight": "balanced", "max_iter": 20000})
+def _fit_svm(*args) -> Fitted:
+    """scikit-learn LinearSVC (one-vs-rest) on standardised features; C chosen on validation.
+
+    An SVM gives margins, not probabilities: the stored "probabilities" are the softmax of its
+    decision values (argmax, hence every metric, is the SVM's own prediction)."""
+    from sklearn.svm import LinearSVC
+
+    def make(C, o, seed):
+        return LinearSVC(C=C, class_weight=o["class_weight"], max_iter=o["max_iter"], random_state=seed)
+    return _linear(make, *args)
+
+
+def _3d(X) -> np.ndarray:
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    return X[:, None, :] if X.ndim == 2 else X
+
+
+# -- saving and loading a fitted head (beside the store; read by `serbench export`) ----------------
+
+
+def save(fitted: nn.Module, target: Path, classes, kind: str) -> None:
+    """Write the fitted head atomically: its kind, shapes, classes and state."""
+    n_layers, dim = shape(fitted)
+    tmp = target.with_name(f".{target.name}.tmp")
+    torch.save({"kind": kind, "state_dict": fitted.state_dict(), "classes": list(classes),
+                "shape": [n_layers, dim]}, tmp)
+    tmp.replace(target)
+
+
+def restore(path: Path) -> tuple[nn.Module, list[str]]:
+    """The saved head (eval mode) and its classes; heads saved before kinds existed are MLPs."""
+    from serbench.train import LayerWeightedProbe
+
+    saved = torch.load(str(path), map_location="cpu", weights_only=True)
+    state, (n_layers, dim), classes = saved["state_dict"], saved["shape"], list(saved["classes"])
+    if saved.get("kind", "mlp") == "mlp":
+        head = LayerWeightedProbe(n_layers, dim, len(classes), hidden=state["head.0.weight"].shape[0])
+    else:
+        head = LinearHead(n_layers, dim, len(classes))
+    head.load_state_dict(state)
+    return head.eval(), classes
+
+
+def shape(module: nn.Module) -> tuple[int, int]:
+    """``(n_layers, dim)`` of the embeddings a fitted head takes."""
+    if isinstance(module, LinearHead):
+        return int(module.pool.shape[0]), int(module.mean.shape[0])
+    return int(module.mean.shape[0]), int(module.mean.shape[1])
