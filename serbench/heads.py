@@ -155,31 +155,39 @@ def _pool_weights(n_layers: int, how: str) -> np.ndarray:
 
 
 def _linear(make, X_train, y_train, X_val, y_val, classes, options, seed) -> Fitted:
-    """Standardise on train, fit one model per ``C``, keep the best validation UA (ties: smaller C)."""
+    """Standardise + a linear model, ``C`` chosen on the validation split.
+
+    scikit-learn's GridSearchCV does the choice with the validation split as its one fold
+    (``PredefinedSplit``): the scaler and the model are fitted on training rows only and scored
+    (UA) on validation rows; ties go to the smaller ``C``. With ``refit`` (default) the chosen
+    setting is then refitted on training + validation, as GridSearchCV does: validation has done
+    its job (choosing ``C``) and its speakers add data. The test split is never seen.
+    """
     from sklearn.exceptions import ConvergenceWarning
+    from sklearn.model_selection import GridSearchCV, PredefinedSplit
+    from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
 
     X_train, X_val = _3d(X_train), _3d(X_val)
     n_layers, dim = X_train.shape[1:]
     pool = _pool_weights(n_layers, options["layers"])
-    Pt, Pv = np.einsum("nld,l->nd", X_train, pool), np.einsum("nld,l->nd", X_val, pool)
     yt, yv = metrics.encode(y_train, classes), metrics.encode(y_val, classes)
     if set(np.unique(yt)) != set(range(len(classes))):
         raise SerbenchError(f"the training split lacks class(es) "
                             f"{sorted(set(classes) - {classes[i] for i in np.unique(yt)})}")
-    scaler = StandardScaler().fit(Pt)
-    Zt, Zv = scaler.transform(Pt), scaler.transform(Pv)
-    grid = options["C"] if isinstance(options["C"], list) else [options["C"]]
-    scores, best = [], None
-    for C in sorted(float(c) for c in grid):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            clf = make(C, options, seed).fit(Zt, yt)
-        ua = metrics.ua(yv, clf.predict(Zv), classes)
-        scores.append({"C": C, "val_ua": ua})
-        if best is None or ua > best[0]:
-            best = (ua, C, clf)
-    val_ua, C, clf = best
+    X = np.einsum("nld,l->nd", np.concatenate([X_train, X_val]), pool).astype(np.float64)
+    y = np.concatenate([yt, yv])
+    grid = sorted(float(c) for c in (options["C"] if isinstance(options["C"], list) else [options["C"]]))
+    search = GridSearchCV(Pipeline([("scale", StandardScaler()), ("model", make(options, seed))]),
+                          {"model__C": grid}, scoring="balanced_accuracy", refit=False,
+                          cv=PredefinedSplit(np.r_[np.full(len(yt), -1), np.zeros(len(yv), int)]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        search.fit(X, y)
+        C = search.best_params_["model__C"]
+        rows = slice(None) if options["refit"] else slice(0, len(yt))
+        best = search.estimator.set_params(model__C=C).fit(X[rows], y[rows])
+    scaler, clf = best.named_steps["scale"], best.named_steps["model"]
     head = LinearHead(n_layers, dim, len(classes))
     coef, intercept = np.atleast_2d(clf.coef_), np.atleast_1d(clf.intercept_)
     if len(classes) == 2:  # binary scikit-learn models keep one row: logits [0, z] give the same softmax
@@ -191,23 +199,25 @@ def _linear(make, X_train, y_train, X_val, y_val, classes, options, seed) -> Fit
         head.linear.weight.copy_(torch.from_numpy(coef.astype(np.float32)))
         head.linear.bias.copy_(torch.from_numpy(intercept.astype(np.float32)))
     head.eval()
-    return Fitted(head, {"selected": {"C": C}, "best_val_ua": val_ua, "grid": scores,
+    scores = [{"C": c, "val_ua": float(ua)} for c, ua in zip(grid, search.cv_results_["mean_test_score"])]
+    return Fitted(head, {"selected": {"C": C}, "best_val_ua": float(search.best_score_), "grid": scores,
+                         "refit_on": "train+val" if options["refit"] else "train",
                          "layer_weights": pool.tolist(), "options": options})
 
 
 @register("logreg", defaults={"C": [0.001, 0.01, 0.1, 1.0, 10.0, 100.0], "layers": "mean",
-                              "class_weight": "balanced", "max_iter": 5000})
+                              "class_weight": "balanced", "max_iter": 5000, "refit": True})
 def _fit_logreg(*args) -> Fitted:
     """scikit-learn LogisticRegression (multinomial) on standardised features; C chosen on validation."""
     from sklearn.linear_model import LogisticRegression
 
-    def make(C, o, seed):
-        return LogisticRegression(C=C, class_weight=o["class_weight"], max_iter=o["max_iter"], random_state=seed)
+    def make(o, seed):
+        return LogisticRegression(class_weight=o["class_weight"], max_iter=o["max_iter"], random_state=seed)
     return _linear(make, *args)
 
 
 @register("svm-linear", defaults={"C": [0.0001, 0.001, 0.01, 0.1, 1.0], "layers": "mean",
-                                  "class_weight": "balanced", "max_iter": 20000})
+                                  "class_weight": "balanced", "max_iter": 20000, "refit": True})
 def _fit_svm(*args) -> Fitted:
     """scikit-learn LinearSVC (one-vs-rest) on standardised features; C chosen on validation.
 
@@ -215,8 +225,8 @@ def _fit_svm(*args) -> Fitted:
     decision values (argmax, hence every metric, is the SVM's own prediction)."""
     from sklearn.svm import LinearSVC
 
-    def make(C, o, seed):
-        return LinearSVC(C=C, class_weight=o["class_weight"], max_iter=o["max_iter"], random_state=seed)
+    def make(o, seed):
+        return LinearSVC(class_weight=o["class_weight"], max_iter=o["max_iter"], random_state=seed)
     return _linear(make, *args)
 
 

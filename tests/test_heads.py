@@ -50,7 +50,11 @@ def test_linear_heads_choose_C_on_validation_and_match_scikit_learn(name):
     assert fitted.summary["best_val_ua"] == pytest.approx(scores[best_C])
     assert [g["C"] for g in fitted.summary["grid"]] == sorted(entry.options["C"])
 
-    ref = make(best_C).fit(scaler.transform(pool(Xt)), yt)
+    # refit: the chosen C on train + validation, scaler included
+    Xall, yall = np.concatenate([Xt, Xv]), yt + yv
+    scaler = StandardScaler().fit(pool(Xall))
+    ref = make(best_C).fit(scaler.transform(pool(Xall)), yall)
+    assert fitted.summary["refit_on"] == "train+val"
     Z = scaler.transform(pool(Xs))
     ours = _logits(fitted.model, Xs)
     np.testing.assert_allclose(ours, ref.decision_function(Z), rtol=1e-3, atol=1e-3)
@@ -77,7 +81,10 @@ def test_binary_linear_head_gives_scikit_learn_probabilities():
     two = ["neg", "pos"]
     Xt, yt = _data(120, 1, classes=two)
     Xv, yv = _data(40, 2, classes=two)
-    fitted = heads.fit(heads.load("logreg"), Xt, yt, Xv, yv, two)
+    entry = heads.load("logreg")
+    entry = heads.HeadEntry(**{**entry.__dict__, "options": {**entry.options, "refit": False}})
+    fitted = heads.fit(entry, Xt, yt, Xv, yv, two)
+    assert fitted.summary["refit_on"] == "train"
     scaler = StandardScaler().fit(Xt.mean(1))
     ref = LogisticRegression(C=fitted.summary["selected"]["C"], class_weight="balanced",
                              max_iter=5000).fit(scaler.transform(Xt.mean(1)), yt)
