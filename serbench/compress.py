@@ -26,7 +26,7 @@ import numpy as np
 
 from serbench import backbones, paths
 from serbench.errors import SerbenchError
-from serbench.registry import ModelEntry, RecipeEntry
+from serbench.registry import PREPROCESS_DEFAULTS, ModelEntry, RecipeEntry
 
 FORMAT_VERSION = 1
 META = "artefact.json"
@@ -514,4 +514,5 @@ def _entry_from(artefact: Artefact) -> ModelEntry:
     return ModelEntry(name=c["name"], kind=c["kind"], path=artefact.path / META, content=c,
                       licence=c.get("licence", ""), feature_set=c.get("feature_set"),
                       feature_level=c.get("feature_level", "Functionals"), dim=c.get("dim"),
-                      sample_rate=c.get("sample_rate", 16_000))
+                      sample_rate=c.get("sample_rate", 16_000),
+                      input={**PREPROCESS_DEFAULTS, **(c.get("input") or {})}, head=c.get("head"))

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from serbench import __version__, backbones, compress, embed, infer, registry, store
+from serbench import __version__, backbones, compress, embed, heads, infer, registry, store
 from serbench.errors import SerbenchError
 
 HEAD_OPSET_FALLBACK = 17
@@ -153,17 +153,8 @@ def heads_path(db: store.Store, run_id: int, fold: int) -> Path:
 
 
 def load_head(path: Path):
-    """The saved :class:`~serbench.train.LayerWeightedProbe` (eval mode) and its classes."""
-    import torch
-
-    from serbench.train import LayerWeightedProbe
-
-    saved = torch.load(str(path), map_location="cpu", weights_only=True)
-    state, (n_layers, dim) = saved["state_dict"], saved["shape"]
-    hidden = state["head.0.weight"].shape[0]
-    head = LayerWeightedProbe(n_layers, dim, len(saved["classes"]), hidden=hidden)
-    head.load_state_dict(state)
-    return head.eval(), list(saved["classes"])
+    """The saved head (eval mode: a fitted module of any head kind) and its classes."""
+    return heads.restore(path)
 
 
 # ---- the graph ----------------------------------------------------------------------------------
@@ -368,7 +359,7 @@ def export(run_id: int, out: str | Path, recipe: str | None = None, fold: int = 
         raise SerbenchError(f"{what['head_path']} is not the head run {run['id']} trained (its layer weights differ "
                             "from the stored ones): was another results store used with the same SERBENCH_HOME? "
                             "Heads are kept per run id under $SERBENCH_HOME/runs/")
-    n_layers, dim = (int(s) for s in head.mean.shape)
+    n_layers, dim = heads.shape(head)
     preprocess = {**cfg["preprocess"], "min_samples": embed.MIN_SAMPLES, "trim_frame_length": 2048,
                   "trim_hop_length": 512}
 
@@ -392,7 +383,7 @@ def export(run_id: int, out: str | Path, recipe: str | None = None, fold: int = 
                                        label_maps={n: d.get("label_map") for n, d in cfg["data"].items()}, log=log)
         lat = latency(tmp / infer.MODEL_FILE) if measure_latency else None
         card = model_card(what, run, art, cfg, classes, preprocess, verified, lat, vad_card, measured_values,
-                          size_mb=(tmp / infer.MODEL_FILE).stat().st_size / 1e6)
+                          size_mb=(tmp / infer.MODEL_FILE).stat().st_size / 1e6, head=head)
         (tmp / "model_card.json").write_text(json.dumps(card, indent=2, default=str))
         (tmp / "MODEL_CARD.md").write_text(card_markdown(card))
         if out.exists():
@@ -438,7 +429,12 @@ def _stat(summary: dict | None, key: str) -> dict | None:
     return summary[key]
 
 
-def model_card(what, run, art, cfg, classes, preprocess, verified, lat, vad_card, measured, size_mb) -> dict:
+def head_name(cfg: dict) -> str:
+    """The run's head; runs stored before heads were registry entries used the MLP probe."""
+    return (cfg.get("head") or {}).get("name", "mlp")
+
+
+def model_card(what, run, art, cfg, classes, preprocess, verified, lat, vad_card, measured, size_mb, head) -> dict:
     summary = run.get("summary") or {}
     audit = summary.get("audit", {})
     git_commit, git_dirty = store.git_state()
@@ -448,7 +444,7 @@ def model_card(what, run, art, cfg, classes, preprocess, verified, lat, vad_card
         "serbench": {"version": __version__, "git_commit": git_commit, "git_dirty": git_dirty},
         "model": run["model"], "recipe": what["recipe"], "run_id": int(run["id"]),
         "asked_run_id": int(what["asked_run"]), "fold": what["fold"], "mode": run["mode"],
-        "note": what["note"],
+        "head": head_name(cfg), "note": what["note"],
         "classes": classes,
         "protocol": {"name": run["protocol"], "description": cfg["protocol"].get("description")
                      if isinstance(cfg.get("protocol"), dict) else None,
@@ -470,7 +466,7 @@ def model_card(what, run, art, cfg, classes, preprocess, verified, lat, vad_card
                               "calibration_clips": len(art.provenance.get("calibration_ids") or [])},
         "graph": {"input": f"{infer.INPUT_NAME}: float32 (batch, samples), 16 kHz mono, preprocessed",
                   "output": f"{infer.OUTPUT_NAME}: float32 (batch, {len(classes)}), softmax over classes",
-                  "head": "mean over frames -> LayerWeightedProbe -> softmax"},
+                  "head": f"mean over frames -> {head_name(cfg)} head ({type(head).__name__}) -> softmax"},
         "verification": verified,
         "vad": vad_card,
         "runtime": {"entry_point": "python infer.py AUDIO... [--json] [--no-vad] [--window 8] [--hop 8]",
@@ -503,6 +499,7 @@ def card_markdown(card: dict) -> str:
     lines += [
         "", "| | |", "|---|---|",
         f"| classes | {', '.join(card['classes'])} |",
+        f"| head | {card['head']} ({card['graph']['head']}) |",
         f"| protocol | {card['protocol']['name']}: {card['protocol'].get('description') or ''} |",
         f"| speakers shared train/test (per fold) | {card['protocol'].get('speakers_shared_train_test')} |",
         f"| UA (%) | {_pct(acc.get('ua')) if acc.get('measured_by_run') else 'not measured: ' + acc['why']} |",

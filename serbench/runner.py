@@ -16,17 +16,18 @@ uninterrupted run gives.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import io
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from serbench import (audio, backbones, compress, datasets, embed, metrics, protocols,
-                      registry, store, train)
+from serbench import (audio, backbones, compress, datasets, embed, heads, labels, metrics,
+                      protocols, registry, store, train)
 from serbench.errors import SerbenchError
 from serbench.finetune import FinetuneConfig, finetune
 
@@ -41,13 +42,14 @@ class RunSpec:
     mode: str = "probe"
     weights: str = "hub"
     corpus: str | None = None            # apply a within-corpus protocol to another corpus
+    label_maps: dict = field(default_factory=dict)   # corpus -> label map, over the protocol's
+    head: str | None = None              # registry head; None: the model entry's, else "mlp"
     data: dict = field(default_factory=dict)
     synthetic: bool = False
     synthetic_size: str = "small"
-    seed: int = 0
+    seed: int | None = None              # None: the protocol file's seed
     calibration_clips: int = 32
     measure: bool = True
-    probe: train.ProbeConfig = field(default_factory=train.ProbeConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
 
 
@@ -73,7 +75,13 @@ class Runner:
         if self.entry.weight_free and spec.mode == "finetune":
             raise SerbenchError(f"model {spec.model!r} has no weights to fine-tune; use --mode probe")
         proto = protocols.load(spec.protocol)
-        self.protocol = proto.with_corpus(spec.corpus) if spec.corpus else proto
+        proto = proto.with_corpus(spec.corpus) if spec.corpus else proto
+        self.protocol = with_label_maps(proto, spec.label_maps)
+        self.seed = self.protocol.seed if spec.seed is None else int(spec.seed)
+        self.head = heads.load(spec.head or self.entry.head or heads.DEFAULT)
+        if spec.mode == "finetune" and self.head.kind != "mlp":
+            raise SerbenchError(f"--mode finetune trains its own MLP head together with the backbone; "
+                                f"--head {self.head.name} ({self.head.kind}) applies to --mode probe")
         self.store_path = store_path
 
     # -- set-up -----------------------------------------------------------------------------------
@@ -84,7 +92,7 @@ class Runner:
                                         seed=0, progress=self.progress)
         maps = {c: self.protocol.label_map(c) for c in self.protocol.corpora}
         self.manifests = datasets.manifests(self.sources, maps, progress=self.progress)
-        self.folds = self.protocol.folds(self.manifests, seed=s.seed)
+        self.folds = self.protocol.folds(self.manifests, seed=self.seed)
         self.table = protocols.utterance_table(self.manifests)
         paths_by_key = {protocols.qualify(n, u): p for n, m in self.manifests.items()
                         for u, p in zip(m.frame["utt_id"], m.frame["path"])}
@@ -95,10 +103,19 @@ class Runner:
                                 "give them label maps with the same classes")
         self.classes = list(classes.pop())
         self.model, self.weights = backbones.build(self.entry, s.weights)
-        self.preprocess = audio.Preprocess()
+        self.preprocess = audio.Preprocess(sample_rate=self.entry.sample_rate, **self.entry.input)
         for fold in self.folds:
             self.log(f"fold {fold.index} ({fold.name}): train {len(fold.train)}, val {len(fold.val)}, "
                      f"test {len(fold.test)}; speakers shared train/test: {fold.shared_speakers()}")
+
+    @property
+    def head_name(self) -> str:
+        return self.head.name if self.spec.mode == "probe" else "mlp (fine-tuned)"
+
+    @property
+    def label_maps(self) -> dict[str, str]:
+        """The label map each corpus was read with (after the protocol's and --label-map choices)."""
+        return {n: m.label_map for n, m in self.manifests.items()}
 
     def _config(self, recipe: registry.RecipeEntry) -> dict:
         """Everything that determines a recipe-run's numbers: its resume key and its record."""
@@ -112,14 +129,16 @@ class Runner:
             "protocol": self.protocol.config(),
             "protocol_text": self.protocol.text,
             "mode": s.mode,
-            "seed": s.seed,
+            "seed": self.seed,
+            "head": self.head.record() if s.mode == "probe" else {"name": "mlp", "kind": "mlp",
+                                                                  "options": "fine-tuned with the backbone"},
             "classes": self.classes,
             "data": {n: {"path": str(src.path), "origin": src.origin, "synthetic": src.synthetic,
                          "manifest_hash": self.manifests[n].content_hash(),
                          "label_map": self.manifests[n].label_map, "utterances": len(self.manifests[n])}
                      for n, src in self.sources.items()},
             "preprocess": self.preprocess.config(),
-            "trainer": asdict(s.probe) if s.mode == "probe" else s.finetune.to_dict(),
+            "trainer": None if s.mode == "probe" else self._finetune_config().to_dict(),
             "calibration_clips": s.calibration_clips,
         }
 
@@ -183,7 +202,7 @@ class Runner:
 
     def _calibration(self, fold) -> tuple[list[np.ndarray], list[str]]:
         """Up to ``calibration_clips`` training utterances of this fold (seeded): never val/test."""
-        rng = np.random.default_rng([self.spec.seed, fold.index, 17])
+        rng = np.random.default_rng([self.seed, fold.index, 17])
         n = min(self.spec.calibration_clips, len(fold.train))
         keys = sorted(rng.choice(np.array(fold.train, dtype=object), size=n, replace=False).tolist())
         return self._waves(keys), keys
@@ -201,17 +220,16 @@ class Runner:
             key32 = art32.path.name
             Xt = self._embed(fold.train, enc32, key32, f"fold {fold.index} embed train")
             Xv = self._embed(fold.val, enc32, key32, f"fold {fold.index} embed val")
-            res = train.train_probe(Xt, yt, Xv, yv, None, self.classes, self._probe_config())
-            head, details = res.model, res.summary()
+            fitted = heads.fit(self.head, Xt, yt, Xv, yv, self.classes, seed=self.seed)
+            head, details = fitted.model, fitted.summary
             backbone = (self.model, self.weights)
         else:
-            cfg = FinetuneConfig(**{**s.finetune.to_dict(), "seed": s.seed})
             ft = finetune(copy.deepcopy(self.model), self._waves(fold.train), yt, self._waves(fold.val), yv,
-                          self.classes, cfg,
+                          self.classes, self._finetune_config(), normalize=self.entry.normalize,
                           progress=lambda e, r: self.log(f"fold {fold.index} epoch {e}: val UA {r['val_ua']:.3f}"))
             head, details = ft.head, ft.summary()
             prov = {"kind": "finetuned", "base": self.weights, "protocol": self.protocol.name,
-                    "fold": fold.index, "seed": s.seed, "sha256": _state_hash(ft.backbone)}
+                    "fold": fold.index, "seed": self.seed, "sha256": _state_hash(ft.backbone)}
             backbone = (ft.backbone, prov)
         for recipe in pending:
             art, enc = self._artefact(recipe, fold, backbone)
@@ -220,7 +238,7 @@ class Runner:
             y_pred = [self.classes[i] for i in pred]
             y_true = self._labels(fold.test)
             rid = run_ids[recipe.name]
-            _save_head(db.run_files(rid), fold.index, head, self.classes)
+            _save_head(db.run_files(rid), fold.index, head, self.classes, self.head.kind)
             db.write_fold(rid, fold.index, metrics=metrics.scores(y_true, y_pred, self.classes),
                           audit=fold.audit, utt_ids=list(fold.test), y_true=y_true, y_pred=y_pred,
                           probs=proba, name=fold.name,
@@ -228,8 +246,8 @@ class Runner:
                                    "calibration_ids": art.provenance.get("calibration_ids", [])})
             self.log(f"fold {fold.index} {recipe.name}: UA {metrics.ua(y_true, y_pred, self.classes):.3f}")
 
-    def _probe_config(self) -> train.ProbeConfig:
-        return train.ProbeConfig(**{**asdict(self.spec.probe), "seed": self.spec.seed})
+    def _finetune_config(self) -> FinetuneConfig:
+        return FinetuneConfig(**{**self.spec.finetune.to_dict(), "seed": self.seed})
 
     def _measure(self, db: store.Store, run_id: int, recipe) -> dict:
         """Size, latency, memory, energy and fidelity of the recipe's fold-0 artefact (measured once)."""
@@ -253,12 +271,18 @@ def _state_hash(module: torch.nn.Module) -> str:
     return hashlib.sha256(buf.getvalue()).hexdigest()
 
 
-def _save_head(folder: Path, fold: int, head: torch.nn.Module, classes) -> None:
+def with_label_maps(protocol: protocols.Protocol, maps: dict[str, str]) -> protocols.Protocol:
+    """``protocol`` with ``maps`` (corpus -> label map, e.g. from ``--label-map``) over its own."""
+    for corpus, name in maps.items():
+        if corpus not in protocol.corpora:
+            raise SerbenchError(f"--label-map {corpus}={name}: protocol {protocol.name} has no corpus "
+                                f"{corpus!r} (its corpora: {', '.join(protocol.corpora)})")
+        labels.load(name)  # an unknown map is an error naming the known ones
+    return dataclasses.replace(protocol, label_maps={**protocol.label_maps, **maps}) if maps else protocol
+
+
+def _save_head(folder: Path, fold: int, head: torch.nn.Module, classes, kind: str) -> None:
     """The fold's trained head, kept beside the store for ``serbench export`` (written atomically)."""
     folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"fold{fold}.pt"
-    tmp = target.with_suffix(".tmp")
-    torch.save({"state_dict": head.state_dict(), "classes": list(classes),
-                "shape": [int(head.mean.shape[0]), int(head.mean.shape[1])]}, tmp)
-    tmp.replace(target)
+    heads.save(head, folder / f"fold{fold}.pt", classes, kind)
     (folder / "classes.json").write_text(json.dumps(list(classes)))

@@ -186,3 +186,17 @@ def test_cli_export_then_standalone_infer_without_torch(shared_home, runs, tmp_p
     assert ours["windows"] == note["windows"]
     for c, p in ours["distribution"].items():
         assert abs(p - note["distribution"][c]) < 0.05
+
+
+def test_a_linear_head_exports_into_the_same_graph(shared_home, tmp_path):
+    """A head fitted by scikit-learn (logreg) is merged and verified like the MLP probe."""
+    spec = RunSpec(model="tiny", protocol="production", recipes=("fp32",), weights="random:0", head="logreg",
+                   synthetic=True, synthetic_size="tiny", measure=False)
+    (res,) = Runner(spec, progress=False, log=lambda *a: None).run()
+    out = tmp_path / "logreg"
+    card = export.export(res.run_id, out, log=lambda *a: None, measure_latency=False)
+    assert card["head"] == "logreg" and "LinearHead" in card["graph"]["head"]
+    assert "| head | logreg" in (out / "MODEL_CARD.md").read_text()
+    waves = _clips()
+    ref, _ = _reference(res.run_id, res.run_id, waves)
+    np.testing.assert_allclose(_graph_probs(out, waves), ref, atol=1e-5)

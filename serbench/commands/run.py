@@ -25,7 +25,12 @@ def register(sub) -> None:
                    help="use the built-in synthetic corpora (results are tagged synthetic)")
     p.add_argument("--synthetic-size", default="small", choices=["tiny", "small", "medium"])
     p.add_argument("--corpus", help="apply a within-corpus protocol to this corpus instead of its own")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--label-map", action="append", metavar="CORPUS=MAP",
+                   help="label map for a corpus, e.g. --label-map ravdess=ravdess-8class (repeatable; "
+                        "see registry/labelmaps)")
+    p.add_argument("--head", help="registry head: mlp | logreg | svm-linear | ... (default: the model "
+                                  "entry's, else mlp); probe mode only")
+    p.add_argument("--seed", type=int, default=None, help="split and training seed (default: the protocol's)")
     p.add_argument("--epochs", type=int, help="fine-tune epochs (default 25, the paper's)")
     p.add_argument("--no-measure", action="store_true", help="skip latency/memory/energy measurement")
     p.add_argument("--resume", action="store_true", help="continue the unfinished run with this configuration")
@@ -42,7 +47,8 @@ def run(args) -> int:
     spec = RunSpec(
         model=args.model, protocol=args.protocol,
         recipes=tuple(r.strip() for r in args.recipe.split(",") if r.strip()),
-        mode=args.mode, weights=args.weights, corpus=args.corpus,
+        mode=args.mode, weights=args.weights, corpus=args.corpus, head=args.head,
+        label_maps=parse_label_maps(args.label_map),
         data=datasets.parse_data_args(args.data), synthetic=args.synthetic,
         synthetic_size=args.synthetic_size, seed=args.seed, measure=not args.no_measure,
         finetune=FinetuneConfig(**({"epochs": args.epochs} if args.epochs else {})),
@@ -58,7 +64,7 @@ def run(args) -> int:
         m = r.measurements
         rows.append({
             "run_id": r.run_id, "model": spec.model, "recipe": r.recipe, "protocol": runner.protocol.name,
-            "mode": spec.mode, "ua": r.summary["ua"], "wa": r.summary["wa"], "macro_f1": r.summary["macro_f1"],
+            "mode": spec.mode, "head": runner.head_name, "label_maps": runner.label_maps, "ua": r.summary["ua"], "wa": r.summary["wa"], "macro_f1": r.summary["macro_f1"],
             "size_mb": m.get("size_mb"), "latency_p50_ms": m.get("latency_p50_ms"),
             "shared_speakers_train_test": r.summary["audit"]["shared_speakers_train_test"],
             "weights": weights, "synthetic": synthetic, "flags": m.get("flags", []),
@@ -69,15 +75,31 @@ def run(args) -> int:
     table = [[r["run_id"], r["recipe"], _fmt(r["size_mb"], ".1f"), _fmt(r["latency_p50_ms"], ".0f"),
               _pm(r["ua"]), _pm(r["wa"]), _pm(r["macro_f1"]), ", ".join(r["flags"])] for r in rows]
     print()
-    print(f"{spec.model} on {runner.protocol.name} ({spec.mode}); weights: {weights}"
-          + ("; DATA: SYNTHETIC" if synthetic else ""))
+    maps = ", ".join(f"{c}: {m}" for c, m in runner.label_maps.items())
+    print(f"{spec.model} on {runner.protocol.name} ({spec.mode}, head {runner.head_name}; labels {maps}; "
+          f"seed {runner.seed}); weights: {weights}" + ("; DATA: SYNTHETIC" if synthetic else ""))
     print(tabulate(table, headers=["run", "recipe", "size MB", "latency ms", "UA", "WA", "macro-F1", "flags"],
                    disable_numparse=True))
     shared = rows[0]["shared_speakers_train_test"]
     print(f"speakers shared by train and test, per fold: {shared}")
     for r in rows:
         print(f"run id: {r['run_id']}")
+    store = f" --store {args.store}" if args.store else ""
+    print(f"next: serbench compare --runs {','.join(str(r['run_id']) for r in rows)}{store} --out reports/NAME")
     return 0
+
+
+def parse_label_maps(items: list[str] | None) -> dict[str, str]:
+    """``["ravdess=ravdess-8class", ...]`` -> ``{"ravdess": "ravdess-8class"}``."""
+    from serbench.errors import SerbenchError
+
+    out = {}
+    for item in items or []:
+        corpus, sep, name = (part.strip() for part in item.partition("="))
+        if not sep or not corpus or not name:
+            raise SerbenchError(f"--label-map wants CORPUS=MAP (e.g. ravdess=ravdess-8class), got {item!r}")
+        out[corpus] = name
+    return out
 
 
 def _pm(stat: dict) -> str:
