@@ -69,7 +69,12 @@ class Runner:
         if not spec.recipes:
             raise SerbenchError("no recipe given (e.g. --recipe fp32,dynamic-int8,static-int8)")
         self.spec, self.resume, self.progress, self.log = spec, resume, progress, log
+        self.notes: list[str] = []   # what the user must see even with --quiet/--json (skips, resume)
         self.entry = registry.load_model(spec.model)
+        if self.entry.weight_free:   # arguments are checked before any corpus is written or scanned
+            backbones.provenance(self.entry, spec.weights)
+        else:
+            backbones.parse_weights(spec.weights)
         self.recipes = [registry.load_recipe(r) for r in spec.recipes]
         self.fp32 = registry.load_recipe("fp32")
         if self.entry.weight_free and spec.mode == "finetune":
@@ -92,6 +97,10 @@ class Runner:
                                         seed=0, progress=self.progress)
         maps = {c: self.protocol.label_map(c) for c in self.protocol.corpora}
         self.manifests = datasets.manifests(self.sources, maps, progress=self.progress)
+        for name, m in self.manifests.items():
+            if m.skipped:
+                self.notes.append(f"{name}: {len(m.skipped)} file(s) skipped, not scored (see `serbench corpus "
+                                  f"{name} {self.sources[name].path}` for each file and reason)")
         self.folds = self.protocol.folds(self.manifests, seed=self.seed)
         self.table = protocols.utterance_table(self.manifests)
         paths_by_key = {protocols.qualify(n, u): p for n, m in self.manifests.items()
@@ -135,7 +144,8 @@ class Runner:
             "classes": self.classes,
             "data": {n: {"path": str(src.path), "origin": src.origin, "synthetic": src.synthetic,
                          "manifest_hash": self.manifests[n].content_hash(),
-                         "label_map": self.manifests[n].label_map, "utterances": len(self.manifests[n])}
+                         "label_map": self.manifests[n].label_map, "utterances": len(self.manifests[n]),
+                         "skipped": [{"path": k.path, "reason": k.reason} for k in self.manifests[n].skipped]}
                      for n, src in self.sources.items()},
             "preprocess": self.preprocess.config(),
             "trainer": None if s.mode == "probe" else self._finetune_config().to_dict(),
@@ -149,6 +159,9 @@ class Runner:
             key = dict(model=self.entry.name, recipe=recipe.name, protocol=self.protocol.name,
                        mode=self.spec.mode, config=config)
             run_id = db.find_unfinished(**key) if self.resume else None
+            if self.resume and run_id is None:
+                self.notes.append(f"--resume: no unfinished {recipe.name} run with this configuration in "
+                                  f"{db.path}; starting a new run")
             if run_id is None:
                 run_id = db.create_run(**key, provenance=store.provenance(weights=self.weights))
             else:

@@ -179,3 +179,29 @@ def test_the_protocol_files_seed_is_used_unless_seed_is_given(shared_home, tmp_p
     expected = protocols.load(path).with_corpus("ravdess").folds(own.manifests, seed=3)
     assert [f.test for f in own.folds] == [f.test for f in expected]
     assert [f.test for f in own.folds] != [f.test for f in given.folds]
+
+
+def test_arguments_are_checked_before_any_corpus_is_touched():
+    with pytest.raises(SerbenchError, match="no such file or folder"):
+        Runner(RunSpec(model="tiny", protocol="loso", weights="/nonexistent/weights"))
+    with pytest.raises(SerbenchError, match="weight-free"):
+        Runner(RunSpec(model="egemaps", protocol="loso", weights="random"))
+
+
+def test_skipped_files_and_an_empty_resume_are_said_and_kept(synthetic, tmp_path, capsys):
+    import shutil
+
+    root = tmp_path / "ravdess"
+    shutil.copytree(synthetic["ravdess"], root)
+    bad = next(root.glob("Actor_*/*.wav"))
+    bad.write_bytes(b"")                                            # an empty file: skipped
+    store_path = tmp_path / "s.sqlite"
+    args = ["run", "--model", "egemaps", "--protocol", "leave-one-speaker-out", "--corpus", "ravdess",
+            "--data", f"ravdess={root}", "--no-measure", "--quiet", "--store", str(store_path)]
+    assert main(args + ["--resume"]) == 0
+    err = capsys.readouterr().err
+    assert "ravdess: 1 file(s) skipped" in err and f"serbench corpus ravdess {root}" in err
+    assert "--resume: no unfinished fp32 run" in err
+    with store.Store(store_path) as db:
+        skipped = db.runs()["config"].iloc[-1]["data"]["ravdess"]["skipped"]
+    assert [s["path"] for s in skipped] == [str(bad)] and skipped[0]["reason"]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 from tabulate import tabulate
 
@@ -57,6 +58,8 @@ def run(args) -> int:
     runner = Runner(spec, store_path=args.store, resume=args.resume, progress=not quiet,
                     log=(lambda *_: None) if quiet else print)
     results = runner.run()
+    for note in runner.notes:
+        print(f"note: {note}", file=sys.stderr)
     synthetic = all(s.synthetic for s in runner.sources.values())
     weights = backbones.describe(runner.weights)
     rows = []
@@ -68,6 +71,7 @@ def run(args) -> int:
             "size_mb": m.get("size_mb"), "latency_p50_ms": m.get("latency_p50_ms"),
             "shared_speakers_train_test": r.summary["audit"]["shared_speakers_train_test"],
             "weights": weights, "synthetic": synthetic, "flags": m.get("flags", []),
+            "skipped_files": {n: len(m_.skipped) for n, m_ in runner.manifests.items()},
         })
     if args.json:
         print(json.dumps({"runs": rows}, indent=2, default=str))
