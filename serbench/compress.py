@@ -421,18 +421,25 @@ def default_threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
+def ort_session(path: str | Path, threads: int):
+    """An onnxruntime CPU session with ``threads`` intra-op threads, quiet logs and its native
+    telemetry off (it would otherwise look up an events host: serbench makes no network attempt
+    when weights and data are local)."""
+    import onnxruntime as ort
+
+    ort.disable_telemetry_events()
+    so = ort.SessionOptions()
+    so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+    so.log_severity_level = 3
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
 class OrtEncoder:
     """An ONNX artefact run by onnxruntime on the CPU with a fixed, recorded thread count."""
 
     def __init__(self, artefact: Artefact, threads: int | None = None):
-        import onnxruntime as ort
-
         self.threads = threads or default_threads()
-        so = ort.SessionOptions()
-        so.intra_op_num_threads, so.inter_op_num_threads = self.threads, 1
-        so.log_severity_level = 3
-        self.session = ort.InferenceSession(str(artefact.path / artefact.file), so,
-                                            providers=["CPUExecutionProvider"])
+        self.session = ort_session(artefact.path / artefact.file, self.threads)
         self.sample_rate = artefact.provenance.get("model_entry", {}).get("sample_rate", 16_000)
 
     def forward(self, batch: np.ndarray) -> np.ndarray:
