@@ -6,6 +6,8 @@ settings can be hashed into cache keys and stored with every result.
 """
 from __future__ import annotations
 
+import os
+import struct
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -24,11 +26,24 @@ class AudioError(SerbenchError):
     """A file that cannot be decoded; the message names the file and the reason."""
 
 
+FLOAT_SUBTYPES = ("FLOAT", "DOUBLE")  # the only encodings that can hold NaN or inf samples
+
+
+def nonfinite_message(bad: int, total: int) -> str:
+    return f"non-finite audio: {bad} of {total} samples are NaN or inf"
+
+
+def truncation_message(header_frames: int, present_frames: int) -> str:
+    return f"truncated: header says {header_frames} frames, file holds {present_frames}"
+
+
 def load(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Decode ``path`` to mono float32 at ``sample_rate``.
 
     Channels are averaged (not just the first taken) so a stereo recording keeps both talkers'
-    energy; any input rate is resampled with soxr's high-quality filter.
+    energy; any input rate is resampled with soxr's high-quality filter. A file with NaN or inf
+    samples, or a WAV whose data is shorter than its header says, is an :class:`AudioError`
+    rather than audio: NaN would turn the whole clip into zeros downstream and still be scored.
     """
     try:
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)
@@ -36,7 +51,82 @@ def load(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
         raise AudioError(f"{path}: cannot decode audio: {exc}") from exc
     if data.shape[0] == 0:
         raise AudioError(f"{path}: no audio frames (zero-length audio)")
+    bad = int(data.size - np.count_nonzero(np.isfinite(data)))
+    if bad:
+        raise AudioError(f"{path}: {nonfinite_message(bad, data.size)}")
+    short = wav_truncation(path)
+    if short is not None:
+        raise AudioError(f"{path}: {truncation_message(*short)}")
     return resample(data.mean(axis=1), sr, sample_rate)
+
+
+def count_nonfinite(path: str | Path, block_frames: int = 1 << 18) -> tuple[int, int]:
+    """``(non-finite samples, samples)`` of ``path``, decoded block by block (bounded memory).
+
+    Only float encodings (``FLOAT``/``DOUBLE`` subtypes) can hold NaN or inf, so other files are
+    not decoded: ``(0, 0)`` is returned for them.
+    """
+    with sf.SoundFile(str(path)) as f:
+        if f.subtype not in FLOAT_SUBTYPES:
+            return 0, 0
+        bad = total = 0
+        while True:
+            block = f.read(block_frames, dtype="float64", always_2d=True)
+            if not len(block):
+                return bad, total
+            bad += int(block.size - np.count_nonzero(np.isfinite(block)))
+            total += int(block.size)
+
+
+# WAVE format tags whose data is one block_align-sized frame per sample frame
+_FRAME_PER_BLOCK = {0x0001, 0x0003, 0x0006, 0x0007, 0xFFFE}   # PCM, float, A-law, mu-law, extensible
+
+
+def wav_truncation(path: str | Path) -> tuple[int, int] | None:
+    """``(frames the header declares, frames the file holds)`` when ``path`` is a RIFF/RF64 WAVE
+    file whose data chunk is cut short, else None (also for any other format).
+
+    libsndfile silently clamps a WAV's frame count to the bytes present, so a file cut short
+    (a copy or a download that stopped, header intact) reads as a shorter clip; this compares the
+    data chunk's declared size with the bytes actually after it. A declared size of 0 or
+    0xFFFFFFFF (a streaming writer that never went back to fill it in) declares nothing.
+    """
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as fh:
+            head = fh.read(12)
+            if len(head) < 12 or head[:4] not in (b"RIFF", b"RF64") or head[8:12] != b"WAVE":
+                return None
+            block_align, tag, ds64_data = 0, None, None
+            for _ in range(10_000):
+                chunk = fh.read(8)
+                if len(chunk) < 8:
+                    return None
+                cid, csize = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+                start = fh.tell()
+                if cid == b"ds64":
+                    body = fh.read(16)
+                    if len(body) == 16:
+                        ds64_data = struct.unpack("<Q", body[8:16])[0]
+                elif cid == b"fmt ":
+                    body = fh.read(14)
+                    if len(body) == 14:
+                        tag = struct.unpack("<H", body[:2])[0]
+                        block_align = struct.unpack("<H", body[12:14])[0]
+                elif cid == b"data":
+                    declared = csize
+                    if csize == 0xFFFFFFFF and head[:4] == b"RF64" and ds64_data is not None:
+                        declared = ds64_data
+                    elif csize in (0, 0xFFFFFFFF):
+                        return None
+                    if tag not in _FRAME_PER_BLOCK or block_align <= 0:
+                        return None
+                    header, present = declared // block_align, max(0, size - start) // block_align
+                    return (header, present) if present < header else None
+                fh.seek(start + csize + (csize & 1))
+    except (OSError, struct.error):
+        return None
+    return None
 
 
 def resample(wave: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
