@@ -145,3 +145,65 @@ def test_cli_corpus_wrong_folder_is_a_clear_error(synthetic, capsys):
     assert "not an IEMOCAP release" in err and "Session1 .. Session5" in err
     assert main(["corpus", "crema-d", str(synthetic["ravdess"] / "nope")]) == 2
     assert "no such folder" in capsys.readouterr().err
+
+
+def _iemocap_copy(synthetic, tmp_path):
+    import shutil
+    root = tmp_path / "IEMOCAP_full_release"
+    shutil.copytree(synthetic["iemocap"], root)
+    return root
+
+
+def _label_lines(txt):
+    lines = txt.read_text().splitlines()
+    return lines, [i for i, line in enumerate(lines) if iemocap.LINE.match(line)]
+
+
+def test_iemocap_conflicting_labels_are_listed_with_both_places_and_left_out(synthetic, tmp_path):
+    root = _iemocap_copy(synthetic, tmp_path)
+    folder = root / "Session1" / "dialog" / "EmoEvaluation"
+    a = folder / "Ses01F_impro01.txt"
+    lines, idx = _label_lines(a)
+    utt, label = iemocap.LINE.match(lines[idx[0]]).group("utt", "label")
+    other = "sad" if label != "sad" else "ang"
+    # the same turn again, with another label, in a second file of the same session
+    b = folder / "Ses01F_script99.txt"                                # read after impro01
+    b.write_text(f"% header\n\n[1.0000 - 2.0000]\t{utt}\t{other}\t[2.0, 2.0, 2.0]\n")
+    # ... and a turn repeated with the *same* label is harmless and kept
+    utt2, label2 = iemocap.LINE.match(lines[idx[1]]).group("utt", "label")
+    (folder / "Ses01F_same.txt").write_text(f"[1.0000 - 2.0000]\t{utt2}\t{label2}\t[2.0, 2.0, 2.0]\n")
+    m = corpora.prepare("iemocap", root, progress=False)
+    assert [(s.path, s.reason) for s in m.skipped] == [(
+        f"{a}:{idx[0] + 1}",
+        f"conflicting labels: {utt} is {label!r} at {a}:{idx[0] + 1}, {other!r} at {b}:3; "
+        "left out (its label is unknown)",
+    )]
+    assert utt not in set(m.frame["utt_id"])
+    assert utt2 in set(m.frame["utt_id"]) or label2 in ("fru", "xxx")
+    assert m.summary()["skipped_by_reason"] == {"conflicting labels": 1}
+
+
+def test_iemocap_malformed_label_lines_are_listed_with_file_line_and_reason(synthetic, tmp_path):
+    root = _iemocap_copy(synthetic, tmp_path)
+    txt = root / "Session2" / "dialog" / "EmoEvaluation" / "Ses02F_impro01.txt"
+    lines, idx = _label_lines(txt)
+    broken = {}
+    spaces = lines[idx[0]].replace("\t", " ")                            # spaces instead of tabs
+    no_vad = lines[idx[1]].rsplit("\t", 1)[0]                            # no [V, A, D] bracket
+    no_time = lines[idx[2]].split("]", 1)[1].lstrip("\t")                # no [START - END] bracket
+    for i, new in zip(idx[:3], (spaces, no_vad, no_time)):
+        lines[i] = new
+        broken[i + 1] = iemocap.LINE.match(txt.read_text().splitlines()[i])["utt"]
+    txt.write_text("\n".join(lines) + "\n")
+    m = corpora.prepare("iemocap", root, progress=False)
+    got = {s.path: s.reason for s in m.skipped}
+    assert set(got) == {f"{txt}:{n}" for n in broken}
+    assert got[f"{txt}:{idx[0] + 1}"].startswith("malformed label line: fields separated by spaces, not tabs")
+    assert got[f"{txt}:{idx[1] + 1}"].startswith("malformed label line: no [V, A, D] bracket")
+    assert got[f"{txt}:{idx[2] + 1}"].startswith("malformed label line: no [START - END] time bracket")
+    for n, utt in broken.items():
+        assert utt in got[f"{txt}:{n}"]                                  # the line is quoted
+        assert utt not in set(m.frame["utt_id"])
+    # the annotator lines, the header and the blank lines are not turns: nothing else is listed
+    assert m.summary()["skipped_by_reason"] == {"malformed label line": 3}
+    assert m.summary()["files"] == 100

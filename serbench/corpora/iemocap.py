@@ -9,6 +9,7 @@ per session; the speaker of a turn is the gender letter of the utterance id's la
 """
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -21,6 +22,9 @@ DEFAULT_LABEL_MAP = "iemocap-4class"
 SESSIONS = [f"Session{n}" for n in range(1, 6)]
 LINE = re.compile(r"^\[\s*[\d.]+\s*-\s*[\d.]+\s*\]\t(?P<utt>\S+)\t(?P<label>\S+)\t\[")
 UTT = re.compile(r"^Ses(?P<session>\d\d)[FM]_.+_(?P<gender>[FM])\d+$")
+# a line meant as a turn's label: it opens with a time bracket or names an utterance id
+TURN_LIKE = re.compile(r"^\s*\[\s*[\d.]|(^|\s)Ses\d\d[FM]_\S*_[FM]\d+(\s|$)")
+TIME = re.compile(r"^\[\s*[\d.]+\s*-\s*[\d.]+\s*\]")
 
 
 def find_root(path: Path) -> Path:
@@ -38,9 +42,29 @@ def find_root(path: Path) -> Path:
     )
 
 
+def malformed(line: str) -> str:
+    """What is wrong with a turn-like line that :data:`LINE` does not match."""
+    fields = line.strip().split("\t")
+    if not TIME.match(line.strip()):
+        what = "no [START - END] time bracket at the start"
+    elif "\t" not in line:
+        what = "fields separated by spaces, not tabs"
+    elif len(fields) < 4 or not fields[3].strip().startswith("["):
+        what = "no [V, A, D] bracket after the label"
+    else:
+        what = "not in the form [START - END]<TAB>TURN_NAME<TAB>EMOTION<TAB>[V, A, D]"
+    return f"malformed label line: {what}; the line is {line.strip()!r}"
+
+
 def parse_labels(root: Path) -> tuple[dict[str, str], list[Skipped]]:
-    """utt_id -> raw label from every ``EmoEvaluation/*.txt`` of every session."""
-    found: dict[str, str] = {}
+    """utt_id -> raw label from every ``EmoEvaluation/*.txt`` of every session.
+
+    Nothing is dropped without a trace: a line that looks like a turn's label but is not in
+    IEMOCAP's format is listed as ``file:line`` with what is wrong with it, and an utterance
+    labelled differently in two places is listed with every place and label and left out (its
+    label is unknown). The same label given twice is kept.
+    """
+    seen: dict[str, list[tuple[str, str]]] = {}  # utt -> [(file:line, label)]
     bad: list[Skipped] = []
     for session in SESSIONS:
         folder = root / session / "dialog" / "EmoEvaluation"
@@ -54,13 +78,21 @@ def parse_labels(root: Path) -> tuple[dict[str, str], list[Skipped]]:
             except OSError as exc:
                 bad.append(Skipped(str(txt), f"cannot read label file: {exc.strerror}"))
                 continue
-            for line in text.splitlines():
+            for number, line in enumerate(text.splitlines(), start=1):
                 m = LINE.match(line)
                 if m:
-                    found[m["utt"]] = m["label"]
+                    seen.setdefault(m["utt"], []).append((f"{txt}:{number}", m["label"]))
+                elif TURN_LIKE.search(line):
+                    bad.append(Skipped(f"{txt}:{number}", malformed(line)))
+    found: dict[str, str] = {}
+    for utt, places in seen.items():
+        if len({label for _, label in places}) == 1:
+            found[utt] = places[0][1]
+            continue
+        where = ", ".join(f"{label!r} at {place}" for place, label in places)
+        bad.append(Skipped(places[0][0], f"conflicting labels: {utt} is {where}; "
+                                         "left out (its label is unknown)"))
     return found, bad
-
-
 def prepare(path: Path, label_map: str | None = None, progress: bool = True) -> Manifest:
     root = find_root(path)
     raw_labels, skipped = parse_labels(root)
@@ -73,7 +105,7 @@ def prepare(path: Path, label_map: str | None = None, progress: bool = True) -> 
         dialog = utt.rsplit("_", 1)[0]
         session = int(m["session"])
         wav = root / f"Session{session}" / "sentences" / "wav" / dialog / f"{utt}.wav"
-        if not wav.is_file():
+        if not os.path.lexists(wav):  # anything else there (a folder, a symlink loop) is probed
             skipped.append(Skipped(str(wav), "audio missing: labelled in EmoEvaluation but no wav"))
             continue
         entries.append(Entry(
