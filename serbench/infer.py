@@ -31,6 +31,7 @@ The pipeline, one bounded-memory pass over the file:
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import math
 import os
@@ -78,6 +79,19 @@ class AudioInfo:
 
 
 def open_audio(path: str | os.PathLike) -> tuple[sf.SoundFile, AudioInfo]:
+    p = Path(path)
+    try:
+        p.stat()
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise InferError(f"{path}: symlink loop (too many levels of symbolic links)") from exc
+        if p.is_symlink():
+            raise InferError(f"{path}: broken symlink (points to {os.readlink(p)}, which does not exist)") from exc
+        if exc.errno == errno.ENOENT:
+            raise InferError(f"no such file: {path}") from exc
+        raise InferError(f"{path}: cannot read file: {exc.strerror}") from exc
+    if p.is_dir():
+        raise InferError(f"{path}: is a directory, not an audio file")
     try:
         f = sf.SoundFile(str(path))
     except (sf.LibsndfileError, RuntimeError, TypeError, OSError) as exc:
@@ -87,15 +101,19 @@ def open_audio(path: str | os.PathLike) -> tuple[sf.SoundFile, AudioInfo]:
                         f"{f.format}/{f.subtype}")
 
 
-def read_blocks(f: sf.SoundFile, block_frames: int):
+def read_blocks(f: sf.SoundFile, block_frames: int, nonfinite: list[int] | None = None):
     """Mono float32 blocks of at most ``block_frames`` frames at the file's own rate.
 
     Channels are averaged (as ``serbench.audio.load`` does for training), not the first taken.
+    When ``nonfinite`` is given, ``nonfinite[0]`` counts the NaN/inf samples read (before
+    averaging, so each channel's sample counts).
     """
     while True:
         data = f.read(frames=block_frames, dtype="float32", always_2d=True)
         if not len(data):
             return
+        if nonfinite is not None:
+            nonfinite[0] += int(data.size - np.count_nonzero(np.isfinite(data)))
         yield data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0].copy()
 
 
@@ -603,7 +621,8 @@ def analyse(path: str | os.PathLike, model: EmotionModel, options: Options | Non
 
     ``status`` is ``ok``, ``no_speech`` (VAD found none), ``too_short`` (less speech/audio than
     ``min_speech``) or ``silent`` (digital silence only): in the last three there is no emotion,
-    rather than a guess.
+    rather than a guess. A file holding NaN or inf samples is an :class:`InferError` naming how
+    many: it is corrupt, and classifying it would give a confident answer about nothing.
     """
     o = options or Options()
     o.check(model.clip_seconds)
@@ -654,12 +673,18 @@ def analyse(path: str | os.PathLike, model: EmotionModel, options: Options | Non
             speech += piece.size
             classify(windower.push(piece, pos))
 
+    nonfinite = [0]      # NaN/inf samples: such a file is refused, never classified
     with f:
         block = max(1, int(round(o.block_seconds * info.sample_rate)))
-        for x in read_blocks(f, block):
+        for x in read_blocks(f, block, nonfinite):
             stats.reads += 1
             stats.max_read_frames = max(stats.max_read_frames, x.size)
+            if nonfinite[0]:
+                continue     # keep reading only to count them all
             feed(resampler.process(x))
+        if nonfinite[0]:
+            raise InferError(f"{path}: non-finite audio: {nonfinite[0]} of {info.frames * info.channels} "
+                             "samples are NaN or inf; not classified (the audio is corrupt)")
         feed(resampler.flush())
     if stream is not None:
         t = time.perf_counter()

@@ -336,3 +336,40 @@ def test_no_vad_works_without_a_vad_model(tmp_path, model_dir, monkeypatch, caps
     assert json.loads(capsys.readouterr().out)["results"][0]["status"] == "ok"
     assert main(["infer", str(model_dir), str(tmp_path / "n.wav")]) == 2
     assert "--no-vad" in capsys.readouterr().err
+
+
+# ---- bad input (issue 12) -----------------------------------------------------------------------
+
+
+def test_nonfinite_audio_is_refused_not_classified(tmp_path, model, model_dir, capsys):
+    y = note(9.0, seed=7)
+    few = y.copy()
+    few[SR:SR + 120] = np.nan                                   # 120 NaN samples in speech
+    sf.write(tmp_path / "nan.wav", few, SR, subtype="FLOAT")
+    sf.write(tmp_path / "allnan.wav", np.full(SR * 3, np.nan, np.float32), SR, subtype="FLOAT")
+    late = y.copy()
+    late[-5:] = np.inf                                          # only in the last block
+    sf.write(tmp_path / "inf.wav", late, SR, subtype="FLOAT")
+    for name, count in (("nan.wav", 120), ("allnan.wav", 3 * SR), ("inf.wav", 5)):
+        with pytest.raises(infer.InferError, match=rf"{name}: non-finite audio: {count} of \d+ samples"):
+            infer.analyse(tmp_path / name, model, _opts(vad=False, block_seconds=2.0))
+    sf.write(tmp_path / "ok.wav", y, SR, subtype="FLOAT")
+    rc = main(["infer", str(model_dir), str(tmp_path / "nan.wav"), str(tmp_path / "ok.wav"), "--no-vad", "--json"])
+    bad, ok = json.loads(capsys.readouterr().out)["results"]
+    assert rc == 2 and bad["status"] == "error" and "emotion" not in bad
+    assert "120 of" in bad["message"] and "not classified" in bad["message"]
+    assert ok["status"] == "ok"
+
+
+def test_missing_file_folder_and_symlink_loop_say_what_they_are(tmp_path, model_dir, capsys):
+    (tmp_path / "dir.wav").mkdir()
+    (tmp_path / "loop.wav").symlink_to("loop.wav")
+    missing = tmp_path / "nope.wav"
+    rc = main(["infer", str(model_dir), str(missing), str(tmp_path / "dir.wav"), str(tmp_path / "loop.wav"),
+               "--no-vad"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert f"no such file: {missing}" in err and "System error" not in err
+    assert f"{tmp_path / 'dir.wav'}: error: {tmp_path / 'dir.wav'}: is a directory" in err
+    assert "loop.wav: symlink loop" in err
+
