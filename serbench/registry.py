@@ -155,6 +155,21 @@ class RecipeEntry:
     calibration: bool = False
     options: dict = field(default_factory=dict)
 
+    @property
+    def is_reference(self) -> bool:
+        """The uncompressed ONNX export: what probe heads are trained on and what every compressed
+        recipe is compared with. Decided by method, not by the file's name."""
+        return self.backend == "onnxruntime" and self.method == "fp32"
+
+
+def reference_recipe() -> RecipeEntry:
+    """The registry's reference recipe (``onnxruntime``/``fp32``; ``fp32`` if several are)."""
+    found = [r for r in recipes() if r.is_reference]
+    if not found:
+        raise SerbenchError("no recipe with backend onnxruntime and method fp32 in the registry: "
+                            "serbench needs one as the uncompressed reference")
+    return next((r for r in found if r.name == "fp32"), found[0])
+
 
 def _files(kind: str) -> dict[str, Path]:
     return yaml_files(registry_dirs(kind))

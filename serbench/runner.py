@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from serbench import (audio, backbones, compress, datasets, embed, heads, labels, metrics,
-                      protocols, registry, store, train)
+                      protocols, registry, stats, store, train)
 from serbench.errors import SerbenchError
 from serbench.finetune import FinetuneConfig, finetune
 
@@ -50,6 +50,7 @@ class RunSpec:
     seed: int | None = None              # None: the protocol file's seed
     calibration_clips: int = 32
     measure: bool = True
+    n_resamples: int = stats.N_RESAMPLES  # speaker-bootstrap draws for every interval
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
 
 
@@ -76,7 +77,7 @@ class Runner:
         else:
             backbones.parse_weights(spec.weights)
         self.recipes = [registry.load_recipe(r) for r in spec.recipes]
-        self.fp32 = registry.load_recipe("fp32")
+        self.fp32 = registry.reference_recipe()
         if self.entry.weight_free and spec.mode == "finetune":
             raise SerbenchError(f"model {spec.model!r} has no weights to fine-tune; use --mode probe")
         proto = protocols.load(spec.protocol)
@@ -182,12 +183,19 @@ class Runner:
                     if pending:
                         self._fold(db, fold, pending, run_ids)
                 results = []
+                preds = {r.name: db.predictions(run_ids[r.name]) for r in self.recipes}
+                reference = next((r for r in self.recipes if r.is_reference), None)
                 for recipe in self.recipes:
                     rid = run_ids[recipe.name]
                     folds = db.folds(rid)
                     summary = metrics.aggregate(list(folds["metrics"]))
                     summary["audit"] = {"shared_speakers_train_test": [
                         a["shared_speakers"]["train-test"]["count"] for a in folds["audit"]]}
+                    summary.update(self._statistics(preds[recipe.name]))
+                    if reference is not None and recipe is not reference:
+                        summary["paired"] = {"reference_run": run_ids[reference.name],
+                                             "reference_recipe": reference.name,
+                                             **self._paired(preds[reference.name], preds[recipe.name])}
                     measured = self._measure(db, rid, recipe)
                     db.finish_run(rid, summary, n_folds=len(self.folds))
                     results.append(RecipeResult(rid, recipe.name, summary, measured))
@@ -197,6 +205,32 @@ class Runner:
                     if db.run(rid)["status"] != "finished":
                         db.fail_run(rid, f"{type(exc).__name__}: {exc}")
                 raise
+
+    # -- statistics (serbench.stats): what is uncertain, and is a difference real ----------------
+
+    def _speakers(self, utt_ids) -> np.ndarray:
+        return self.table.loc[list(utt_ids), "speaker"].to_numpy()
+
+    def _statistics(self, preds) -> dict:
+        """Speaker-clustered intervals over the pooled test predictions of all folds, and UA per
+        test speaker."""
+        y, p, spk = preds["y_true"], preds["y_pred"], self._speakers(preds["utt_id"])
+        per = stats.per_cluster(y, p, spk, self.classes)
+        return {"ci": stats.cluster_bootstrap(y, p, spk, self.classes, self.spec.n_resamples, seed=self.seed),
+                "per_speaker": per.to_dict("records")}
+
+    def _paired(self, ref, new) -> dict:
+        """This recipe against the reference (fp32) recipe of the same invocation, utterance by
+        utterance on the same folds and heads."""
+        both = ref.merge(new, on=["fold", "utt_id"], suffixes=("_ref", "_new"), validate="one_to_one")
+        if len(both) != len(ref) or len(both) != len(new):
+            raise SerbenchError("the reference and compressed runs scored different test utterances")
+        y, a, b = both["y_true_ref"], both["y_pred_ref"], both["y_pred_new"]
+        spk = self._speakers(both["utt_id"])
+        rec_a, rec_b = (metrics.scores(y, x, self.classes)["recall"] for x in (a, b))
+        return {**stats.paired_bootstrap(y, a, b, spk, self.classes, self.spec.n_resamples, seed=self.seed),
+                "mcnemar": stats.mcnemar(y, a, b), "agreement": stats.agreement(a, b),
+                "recall_change": {c: None if rec_a[c] is None else rec_b[c] - rec_a[c] for c in self.classes}}
 
     def _files(self, keys) -> list[str]:
         return self.table.loc[list(keys), "path"].tolist()

@@ -205,3 +205,25 @@ def test_skipped_files_and_an_empty_resume_are_said_and_kept(synthetic, tmp_path
     with store.Store(store_path) as db:
         skipped = db.runs()["config"].iloc[-1]["data"]["ravdess"]["skipped"]
     assert [s["path"] for s in skipped] == [str(bad)] and skipped[0]["reason"]
+
+
+def test_every_run_carries_speaker_intervals_and_compressed_runs_a_paired_test(shared_home, tmp_path, capsys):
+    from serbench import metrics, stats
+
+    store_path = tmp_path / "p.sqlite"
+    assert main(["run", "--model", "tiny", "--weights", "random:1", "--protocol", "loso", "--synthetic",
+                 "--synthetic-size", "tiny", "--recipe", "fp32,dynamic-int8", "--no-measure", "--json",
+                 "--store", str(store_path)]) == 0
+    ref, new = json.loads(capsys.readouterr().out)["runs"]
+    with store.Store(store_path) as db:
+        pa, pb = db.predictions(ref["run_id"]), db.predictions(new["run_id"])
+    classes = sorted(set(pa["y_true"]))
+    assert ref["ci"]["ua"]["value"] == pytest.approx(metrics.ua(pa["y_true"], pa["y_pred"], classes))
+    assert ref["ci"]["ua"]["low"] <= ref["ci"]["ua"]["value"] <= ref["ci"]["ua"]["high"]
+    assert ref["ci"]["clusters"] == 10 and ref["paired"] is None          # 10 IEMOCAP speakers
+    p = new["paired"]
+    assert p["reference_run"] == ref["run_id"] and p["reference_recipe"] == "fp32"
+    assert p["ua"]["delta"] == pytest.approx(new["ci"]["ua"]["value"] - ref["ci"]["ua"]["value"])
+    assert p["agreement"] == pytest.approx(stats.agreement(pa["y_pred"], pb["y_pred"]))
+    assert 0 <= p["mcnemar"]["p_value"] <= 1 and set(p["recall_change"]) == set(classes)
+    assert [w["ua"] for w in ref["worst_speakers"]] == sorted(w["ua"] for w in ref["worst_speakers"])

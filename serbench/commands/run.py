@@ -67,7 +67,10 @@ def run(args) -> int:
         m = r.measurements
         rows.append({
             "run_id": r.run_id, "model": spec.model, "recipe": r.recipe, "protocol": runner.protocol.name,
-            "mode": spec.mode, "head": runner.head_name, "label_maps": runner.label_maps, "ua": r.summary["ua"], "wa": r.summary["wa"], "macro_f1": r.summary["macro_f1"],
+            "mode": spec.mode, "head": runner.head_name, "label_maps": runner.label_maps,
+            "ua": r.summary["ua"], "wa": r.summary["wa"], "macro_f1": r.summary["macro_f1"],
+            "ci": r.summary["ci"], "paired": r.summary.get("paired"),
+            "worst_speakers": r.summary["per_speaker"][:3],
             "size_mb": m.get("size_mb"), "latency_p50_ms": m.get("latency_p50_ms"),
             "shared_speakers_train_test": r.summary["audit"]["shared_speakers_train_test"],
             "weights": weights, "synthetic": synthetic, "flags": m.get("flags", []),
@@ -77,13 +80,29 @@ def run(args) -> int:
         print(json.dumps({"runs": rows}, indent=2, default=str))
         return 0
     table = [[r["run_id"], r["recipe"], _fmt(r["size_mb"], ".1f"), _fmt(r["latency_p50_ms"], ".0f"),
-              _pm(r["ua"]), _pm(r["wa"]), _pm(r["macro_f1"]), ", ".join(r["flags"])] for r in rows]
+              _ci(r["ci"]["ua"]), _pm(r["ua"]), _ci(r["ci"]["wa"]), _ci(r["ci"]["macro_f1"]),
+              ", ".join(r["flags"])] for r in rows]
     print()
     maps = ", ".join(f"{c}: {m}" for c, m in runner.label_maps.items())
     print(f"{spec.model} on {runner.protocol.name} ({spec.mode}, head {runner.head_name}; labels {maps}; "
           f"seed {runner.seed}); weights: {weights}" + ("; DATA: SYNTHETIC" if synthetic else ""))
-    print(tabulate(table, headers=["run", "recipe", "size MB", "latency ms", "UA", "WA", "macro-F1", "flags"],
-                   disable_numparse=True))
+    print(tabulate(table, headers=["run", "recipe", "size MB", "latency ms", "UA % [95% CI]", "UA folds",
+                                   "WA % [95% CI]", "macro-F1 % [95% CI]", "flags"], disable_numparse=True))
+    ci = rows[0]["ci"]
+    print(f"intervals: {100 * ci['confidence']:.0f} % bootstrap over the {ci['clusters']} test speakers "
+          f"(pooled predictions of all folds; {ci['n_resamples']} resamples, seed {ci['seed']}); "
+          "UA folds: mean ± std over folds")
+    paired = [r for r in rows if r["paired"]]
+    if paired:
+        ref = paired[0]["paired"]["reference_recipe"]
+        print(f"\ncompressed vs {ref} (same folds, heads and test utterances):")
+        print(tabulate([[r["run_id"], r["recipe"], _delta(r["paired"]["ua"]), f"{r['paired']['ua']['p_value']:.3f}",
+                         f"{r['paired']['mcnemar']['p_value']:.3f}", f"{100 * r['paired']['agreement']:.1f}",
+                         verdict(r["paired"])] for r in paired],
+                       headers=["run", "recipe", "ΔUA points [95% CI]", "p (bootstrap)", "McNemar p",
+                                "agreement %", "verdict"], disable_numparse=True))
+    worst = ", ".join(f"{w['speaker']} {100 * w['ua']:.0f} %" for w in rows[0]["worst_speakers"])
+    print(f"lowest-UA test speakers ({rows[0]['recipe']}): {worst}")
     shared = rows[0]["shared_speakers_train_test"]
     print(f"speakers shared by train and test, per fold: {shared}")
     for r in rows:
@@ -110,6 +129,22 @@ def _pm(stat: dict) -> str:
     if stat["mean"] is None:
         return "-"
     return f"{100 * stat['mean']:.1f}" + (f" ± {100 * stat['std']:.1f}" if stat["std"] is not None else "")
+
+
+def _ci(stat: dict) -> str:
+    return f"{100 * stat['value']:.1f} [{100 * stat['low']:.1f}, {100 * stat['high']:.1f}]"
+
+
+def _delta(stat: dict) -> str:
+    return f"{100 * stat['delta']:+.1f} [{100 * stat['low']:+.1f}, {100 * stat['high']:+.1f}]"
+
+
+def verdict(paired: dict) -> str:
+    """What the UA difference's interval says."""
+    ua = paired["ua"]
+    if ua["covers_zero"]:
+        return "indistinguishable from " + paired["reference_recipe"]
+    return ("worse than " if ua["high"] < 0 else "better than ") + paired["reference_recipe"]
 
 
 def _fmt(value, spec: str) -> str:
