@@ -4,23 +4,27 @@ Embedding is the slow step (a forward pass per utterance), and its result depend
 encoder (model, weights, recipe artefact), the preprocessing and the audio bytes. So the cache key
 is exactly those: a second protocol over the same corpora, a resumed run, or another fold reuses
 every embedding already made, and changing any of them (a re-encoded file, a different trim
-threshold) can never serve a stale one. Files are written atomically (temp file + rename), so a
-killed run leaves no half-written entry and two runs can share the cache.
+threshold) can never serve a stale one. Files are written atomically (:mod:`serbench.atomic`:
+temp file, fsync, rename), so a killed run leaves no half-written entry and two runs can share
+the cache; a full disk or read-only cache folder ends in one error naming the folder, with no
+temporary file left.
 """
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import sqlite3
-from contextlib import closing
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Protocol as TypingProtocol
 
 import numpy as np
 from tqdm import tqdm
 
-from serbench import audio, paths
+from serbench import atomic, audio, paths
+from serbench.errors import SerbenchError
 
 MIN_SAMPLES = audio.SAMPLE_RATE // 2   # shorter speech is zero-padded to 0.5 s before the encoder
 
@@ -35,11 +39,28 @@ class FileHashes:
     """sha256 of audio files, remembered by (path, size, mtime) so each file is read once."""
 
     def __init__(self, db: Path):
-        db.parent.mkdir(parents=True, exist_ok=True)
+        atomic.makedirs(db.parent, "the cache folder")
         self.db = db
-        with closing(self._connect()) as con, con:
+        with self._errors("create"), closing(self._connect()) as con, con:
             con.execute("CREATE TABLE IF NOT EXISTS hashes (path TEXT PRIMARY KEY, size INTEGER, "
                         "mtime INTEGER, sha256 TEXT)")
+
+    @contextmanager
+    def _errors(self, action: str):
+        """SQLite failures (disk full, read-only folder) as one error naming the hash cache."""
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            name = getattr(exc, "sqlite_errorname", None) or ""
+            if name == "SQLITE_FULL" or "disk is full" in str(exc):
+                why = "no space left on the device (disk full)"
+            elif not os.access(self.db.parent, os.W_OK):
+                why = f"{self.db.parent} is not writable (a read-only file system?)"
+            else:
+                why = str(exc)
+            raise SerbenchError(f"cannot {action} the file-hash cache {self.db}: {why}"
+                                + (f" [{name}]" if name else "") + "; point SERBENCH_HOME at a writable folder "
+                                "with free space") from exc
 
     def _connect(self) -> sqlite3.Connection:
         con = sqlite3.connect(self.db, timeout=60)
@@ -48,7 +69,7 @@ class FileHashes:
 
     def __call__(self, files: list[str]) -> list[str]:
         out = []
-        with closing(self._connect()) as con, con:
+        with self._errors("update"), closing(self._connect()) as con, con:
             for f in files:
                 st = os.stat(f)
                 row = con.execute("SELECT sha256 FROM hashes WHERE path=? AND size=? AND mtime=?",
@@ -86,8 +107,10 @@ def embed_files(files: list[str], encoder: Encoder, encoder_key: str,
     """
     preprocess = preprocess or audio.Preprocess()
     root = (cache_root or paths.home() / "cache" / "embeddings") / cache_key(encoder_key, preprocess)
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "key.json").write_text(json.dumps({"encoder": encoder_key, "preprocess": preprocess.config()}))
+    atomic.makedirs(root, "the embedding cache folder")
+    key = json.dumps({"encoder": encoder_key, "preprocess": preprocess.config()})
+    if not (root / "key.json").is_file():
+        atomic.write_text(root / "key.json", key, what="embedding cache key")
     digests = FileHashes(paths.home() / "cache" / "file_hashes.sqlite")(files)
     out, hits = [], 0
     for f, digest in tqdm(list(zip(files, digests)), desc=desc, unit="utt", disable=not progress,
@@ -100,11 +123,9 @@ def embed_files(files: list[str], encoder: Encoder, encoder_key: str,
         emb = np.asarray(encoder.embed(speech_segment(f, preprocess)), dtype=np.float32)
         if emb.ndim != 2:
             raise ValueError(f"encoder {encoder_key} returned shape {emb.shape} for {f}; want (layers, dim)")
-        target.parent.mkdir(exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as fh:
-            np.save(fh, emb)
-        os.replace(tmp, target)
+        buf = io.BytesIO()
+        np.save(buf, emb)
+        atomic.write_bytes(target, buf.getvalue(), what=f"the cached embedding of {f}")
         out.append(emb)
     stats = {"utterances": len(files), "cache_hits": hits, "computed": len(files) - hits,
              "cache": str(root)}

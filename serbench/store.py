@@ -27,6 +27,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.parse
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -37,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 import serbench
+from serbench import atomic
 from serbench.errors import SerbenchError
 from serbench.paths import home
 
@@ -104,17 +106,94 @@ class Store:
     ``timeout`` is how long a writer waits for another process's transaction to finish.
     """
 
-    def __init__(self, path: str | Path | None = None, timeout: float = 60.0):
+    def __init__(self, path: str | Path | None = None, timeout: float = 60.0, readonly: bool = False):
         self.path = Path(path) if path is not None else default_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.readonly = readonly
+        if readonly:
+            self._conn = self._connect_readonly(timeout)
+            return
+        atomic.makedirs(self.path.parent, "the folder of the results store")
+        if self.path.is_dir():
+            raise SerbenchError(f"{self.path}: is a folder, not a results store file")
         try:
             # autocommit mode (isolation_level=None): transactions are explicit, see _write
             self._conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise self._error(exc, "open it") from exc
+        try:
             self._setup()
         except sqlite3.DatabaseError as exc:
-            raise SerbenchError(f"{self.path}: not a usable results store: {exc}") from exc
+            self._conn.close()
+            if _errorname(exc) in ("SQLITE_NOTADB", "SQLITE_CORRUPT"):
+                raise SerbenchError(f"{self.path}: not a usable results store: {exc}") from exc
+            raise self._error(exc, "open it for writing") from exc
+        except BaseException:
+            self._conn.close()
+            raise
+
+    @classmethod
+    def existing(cls, path: str | Path | None = None, timeout: float = 60.0) -> Store:
+        """The store at ``path`` opened for reading only (``compare``, ``gate``, ``export``): it must
+        exist (opening never creates one), and it can be read from a read-only folder or mount."""
+        return cls(path, timeout=timeout, readonly=True)
 
     # -- connection ---------------------------------------------------------------------------
+
+    def _connect_readonly(self, timeout: float) -> sqlite3.Connection:
+        """``mode=ro``: nothing is created or written. A WAL store in a folder that cannot be
+        written (a read-only mount) and without a ``-wal`` file still holding changes is opened
+        ``immutable`` (SQLite cannot create its shared-memory file there; nothing can change it)."""
+        if self.path.is_dir():
+            raise SerbenchError(f"{self.path}: is a folder, not a results store file")
+        if not self.path.is_file():
+            raise SerbenchError(f"{self.path}: no results store there (run `serbench run` first, or pass --store)")
+        base = "file:" + urllib.parse.quote(str(self.path.resolve())) + "?mode=ro"
+        wal = self.path.with_name(self.path.name + "-wal")
+        tries = [base]
+        if not os.access(self.path.parent, os.W_OK) and not (wal.is_file() and wal.stat().st_size > 0):
+            tries.append(base + "&immutable=1")
+        for i, uri in enumerate(tries):
+            conn = sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None)
+            try:
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            except sqlite3.DatabaseError as exc:
+                conn.close()
+                if i + 1 < len(tries) and _errorname(exc) == "SQLITE_CANTOPEN":
+                    continue
+                if _errorname(exc) in ("SQLITE_NOTADB", "SQLITE_CORRUPT"):
+                    raise SerbenchError(f"{self.path}: not a usable results store: {exc}") from exc
+                raise self._error(exc, "read it") from exc
+            if version > SCHEMA_VERSION:
+                conn.close()
+                raise SerbenchError(f"{self.path}: written by a newer serbench (schema {version}, "
+                                    f"this one reads {SCHEMA_VERSION})")
+            if not {"runs", "folds", "predictions", "measurements"} <= tables:
+                conn.close()
+                raise SerbenchError(f"{self.path}: not a serbench results store (it has no runs table"
+                                    f"{'; the file is empty' if self.path.stat().st_size == 0 else ''})")
+            conn.execute("PRAGMA query_only=ON")
+            return conn
+        raise AssertionError("unreachable")
+
+    def _error(self, exc: sqlite3.Error, action: str) -> SerbenchError:
+        """An SQLite failure as one line naming the store, what was being done and why."""
+        name = _errorname(exc)
+        folder = self.path.parent
+        if name == "SQLITE_FULL":
+            why = "no space left on the device (disk full) [SQLITE_FULL]; nothing of this write was stored"
+        elif name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN")):
+            if not os.access(folder, os.W_OK) or (self.path.exists() and not os.access(self.path, os.W_OK)):
+                where = "on a read-only file system" if _readonly_mount(folder) else "not writable"
+                why = (f"{folder} is {where} [{name}]; writing results needs a writable folder "
+                       "(pass --store with another path, or set SERBENCH_HOME)")
+            else:
+                why = f"{exc} [{name}]"
+        elif name.startswith("SQLITE_IOERR"):
+            why = f"disk I/O error [{name}] (is the disk full or gone?); nothing of this write was stored"
+        else:
+            why = f"{exc}" + (f" [{name}]" if name else "")
+        return SerbenchError(f"results store {self.path}: cannot {action}: {why}")
 
     def _setup(self) -> None:
         conn = self._conn
@@ -122,14 +201,14 @@ class Store:
             try:
                 mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
                 break
-            except sqlite3.OperationalError:
-                if attempt == 49:
+            except sqlite3.OperationalError as exc:
+                if attempt == 49 or not _errorname(exc).startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
                     raise
                 time.sleep(0.1)
         if mode.lower() != "wal":
             raise SerbenchError(f"{self.path}: cannot use WAL mode (got {mode!r}); is it on a network drive?")
         conn.execute("PRAGMA foreign_keys=ON")
-        with self._write():
+        with self._write("set up its tables"):
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
                 raise SerbenchError(f"{self.path}: written by a newer serbench (schema {version}, "
@@ -140,18 +219,39 @@ class Store:
                 conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction, holding the write lock from its start."""
-        self._conn.execute("BEGIN IMMEDIATE")
+    def _write(self, action: str = "write to it") -> Iterator[sqlite3.Connection]:
+        """One write transaction, holding the write lock from its start. A failure (disk full,
+        read-only ...) rolls it back whole and is raised as a :class:`SerbenchError` naming the
+        store and ``action``."""
+        if self.readonly:
+            raise SerbenchError(f"results store {self.path}: cannot {action}: it was opened read-only")
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise self._error(exc, action) from exc
         try:
             yield self._conn
+            self._conn.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            self._rollback()
+            raise self._error(exc, action) from exc
         except BaseException:
-            self._conn.execute("ROLLBACK")
+            self._rollback()
             raise
-        self._conn.execute("COMMIT")
+
+    def _rollback(self) -> None:
+        """Roll back, unless SQLite has already (it does itself on SQLITE_FULL and some I/O errors)."""
+        if self._conn.in_transaction:
+            try:
+                self._conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
 
     def close(self) -> None:
-        self._conn.close()
+        try:
+            self._conn.close()
+        except sqlite3.Error:  # nothing is pending: every write was committed or rolled back
+            pass
 
     def __enter__(self) -> Store:
         return self
@@ -179,7 +279,7 @@ class Store:
             raise ValueError(f"run config lacks {missing} (every run must say whether its data are "
                              "synthetic and where its weights came from)")
         now = _now()
-        with self._write() as conn:
+        with self._write(f"store a new run of {model}/{recipe}/{protocol}") as conn:
             cur = conn.execute(
                 "INSERT INTO runs (created, updated, model, recipe, protocol, mode, status, config_hash,"
                 " config, provenance) VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?)",
@@ -200,7 +300,7 @@ class Store:
     def resume_run(self, run_id: int, provenance: Mapping | None = None) -> None:
         """Mark ``run_id`` running again; the resuming process's provenance is appended under
         ``resumed`` (a resumed run may span two commits or machines, and the store says so)."""
-        with self._write() as conn:
+        with self._write(f"mark run {run_id} running again") as conn:
             prov = json.loads(self._run_row(conn, run_id)["provenance"])
             prov.setdefault("resumed", []).append({"at": _now(), **(provenance or {})})
             conn.execute("UPDATE runs SET status = 'running', error = NULL, updated = ?, provenance = ? "
@@ -209,7 +309,7 @@ class Store:
     def finish_run(self, run_id: int, summary: Mapping | None = None, n_folds: int | None = None) -> None:
         """Mark ``run_id`` finished with its aggregate ``summary``; with ``n_folds``, refuse if
         not every fold 0..n_folds-1 is stored."""
-        with self._write() as conn:
+        with self._write(f"mark run {run_id} finished") as conn:
             self._run_row(conn, run_id)
             if n_folds is not None:
                 done = {r[0] for r in conn.execute("SELECT fold FROM folds WHERE run_id = ?", (run_id,))}
@@ -219,11 +319,22 @@ class Store:
             conn.execute("UPDATE runs SET status = 'finished', updated = ?, summary = ? WHERE id = ?",
                          (_now(), _dumps(summary) if summary is not None else None, run_id))
 
-    def fail_run(self, run_id: int, error: str) -> None:
-        """Mark ``run_id`` failed with a message; its stored folds stay and it can be resumed."""
-        with self._write() as conn:
-            conn.execute("UPDATE runs SET status = 'failed', updated = ?, error = ? WHERE id = ?",
-                         (_now(), str(error), run_id))
+    def fail_run(self, run_id: int, error: str) -> bool:
+        """Mark ``run_id`` failed with a message; its stored folds stay and it can be resumed.
+
+        Called while another error is on its way out, so it never raises because of the store:
+        when the store cannot be written (the disk that made the run fail is still full), it
+        says so on stderr and returns False. The run then stays ``running``, which ``--resume``
+        continues just as it does a failed one (:meth:`find_unfinished`)."""
+        try:
+            with self._write(f"mark run {run_id} failed") as conn:
+                conn.execute("UPDATE runs SET status = 'failed', updated = ?, error = ? WHERE id = ?",
+                             (_now(), str(error), run_id))
+            return True
+        except (SerbenchError, sqlite3.Error, OSError) as exc:
+            print(f"warning: {exc}; run {run_id} stays 'running' in the store, and `serbench run ... --resume` "
+                  "continues it", file=sys.stderr)
+            return False
 
     # -- folds, predictions, measurements ------------------------------------------------------
 
@@ -246,7 +357,7 @@ class Store:
                 for u, t, p, pj in zip(utt_ids, y_true, y_pred, prob_json)]
         fold_row = (run_id, int(fold), name, "finished", _now(), _dumps(metrics), _dumps(audit),
                     _dumps(details) if details is not None else None)
-        with self._write() as conn:
+        with self._write(f"store run {run_id} fold {fold}") as conn:
             status = self._run_row(conn, run_id)["status"]
             if status == "finished":
                 raise SerbenchError(f"run {run_id} is finished; its folds cannot change")
@@ -261,7 +372,7 @@ class Store:
     def add_measurements(self, run_id: int, values: Mapping) -> None:
         """Store ``{key: JSON-able value}`` (size, latency ...) for a run; a key stored again is
         replaced, so re-measuring on resume does not duplicate."""
-        with self._write() as conn:
+        with self._write(f"store the measurements of run {run_id}") as conn:
             self._run_row(conn, run_id)
             conn.executemany("INSERT OR REPLACE INTO measurements (run_id, key, value) VALUES (?, ?, ?)",
                              [(run_id, str(k), _dumps(v)) for k, v in values.items()])
@@ -429,3 +540,25 @@ def _decode(row: dict, json_cols: tuple[str, ...]) -> dict:
         if row.get(col) is not None:
             row[col] = json.loads(row[col])
     return row
+
+
+def _errorname(exc: BaseException) -> str:
+    """SQLite's name for the error (``SQLITE_FULL`` ...), from Python's attribute or the message."""
+    name = getattr(exc, "sqlite_errorname", None)
+    if name:
+        return name
+    text = str(exc).lower()
+    for needle, guess in (("disk is full", "SQLITE_FULL"), ("readonly database", "SQLITE_READONLY"),
+                          ("unable to open", "SQLITE_CANTOPEN"), ("not a database", "SQLITE_NOTADB"),
+                          ("disk i/o", "SQLITE_IOERR"), ("locked", "SQLITE_BUSY")):
+        if needle in text:
+            return guess
+    return ""
+
+
+def _readonly_mount(folder: Path) -> bool:
+    """Whether ``folder`` lies on a file system mounted read-only (statvfs ST_RDONLY)."""
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):
+        return False

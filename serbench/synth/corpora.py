@@ -8,6 +8,7 @@ so a corpus is identical every time and does not depend on generation order.
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import soundfile as sf
 import soxr
 from tqdm import tqdm
 
+from serbench import atomic
 from serbench.errors import SerbenchError
 from serbench.synth.voice import SR, Channel, random_speaker, utterance
 
@@ -65,10 +67,11 @@ def _rng(seed: int, corpus: str, *index: int) -> np.random.Generator:
 
 
 def _write(path: Path, y: np.ndarray, sr: int = SR, subtype: str = "PCM_16") -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    sf.write(str(tmp), y, sr, subtype=subtype, format="WAV")
-    tmp.replace(path)
+    """One clip, encoded in memory and written atomically (a full disk names the file, leaves no
+    temporary, and the corpus's ``.complete`` stamp unwritten, so the next call redoes it)."""
+    buf = io.BytesIO()
+    sf.write(buf, y, sr, subtype=subtype, format="WAV")
+    atomic.write_bytes(path, buf.getvalue(), what="synthetic clip")
 
 
 def _xxx_emotion(rng: np.random.Generator) -> str:
@@ -105,16 +108,16 @@ def write_iemocap(out: Path, size: Size, seed: int, progress: bool = True) -> Pa
         for dialog, items in turns.items():
             _write_emo_evaluation(evaluation / f"{dialog}.txt", items, _rng(seed, "iemocap", s, 99))
         # a sub-folder that the recipe must ignore; one line even looks like a label line
-        (evaluation / "Categorical").mkdir(parents=True, exist_ok=True)
-        (evaluation / "Categorical" / f"{dialogs[0]}_e1_cat.txt").write_text(
-            f"{dialogs[0]}_F000 :Neutral state; ()\n[0.0000 - 1.0000]\t{ses}F_decoy_F999\tang\t[1.0, 1.0, 1.0]\n")
+        atomic.write_text(
+            evaluation / "Categorical" / f"{dialogs[0]}_e1_cat.txt",
+            f"{dialogs[0]}_F000 :Neutral state; ()\n[0.0000 - 1.0000]\t{ses}F_decoy_F999\tang\t[1.0, 1.0, 1.0]\n",
+            what="synthetic label file")
     bar.close()
     return root
 
 
 def _write_emo_evaluation(path: Path, items: list, rng: np.random.Generator) -> None:
     """One dialog's label file in IEMOCAP's format, annotator lines and all."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     lines = ["% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]", ""]
     t = float(rng.uniform(1, 5))
     for utt, raw, seconds in sorted(items):
@@ -123,7 +126,7 @@ def _write_emo_evaluation(path: Path, items: list, rng: np.random.Generator) -> 
         lines += ["C-E1:\tNeutral state;\t()", "C-E2:\tNeutral state; Frustration;\t()",
                   "A-E3:\tval 3; act 2; dom  2;\t()", ""]
         t += seconds + float(rng.uniform(0.2, 2.0))
-    path.write_text("\n".join(lines) + "\n")
+    atomic.write_text(path, "\n".join(lines) + "\n", what="synthetic label file")
 
 
 def write_crema_d(out: Path, size: Size, seed: int, progress: bool = True) -> Path:
@@ -139,13 +142,14 @@ def write_crema_d(out: Path, size: Size, seed: int, progress: bool = True) -> Pa
                 levels = ["XX"] if emo == "NEU" or sentence != "IEO" else ["LO", "MD", "HI"]
                 clips += [(a, sentence, emo, lvl) for lvl in levels]
     speakers = {}
-    with open(_mkparent(root / "VideoDemographics.csv"), "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["ActorID", "Age", "Sex", "Race", "Ethnicity"])
-        for i, a in enumerate(actors):
-            g = "MF"[i % 2]
-            speakers[a] = random_speaker(a, g, _rng(seed, "crema-d", 1, i))
-            w.writerow([a, 20 + i, "Male" if g == "M" else "Female", "Caucasian", "Not Hispanic"])
+    fh = io.StringIO(newline="")
+    w = csv.writer(fh)
+    w.writerow(["ActorID", "Age", "Sex", "Race", "Ethnicity"])
+    for i, a in enumerate(actors):
+        g = "MF"[i % 2]
+        speakers[a] = random_speaker(a, g, _rng(seed, "crema-d", 1, i))
+        w.writerow([a, 20 + i, "Male" if g == "M" else "Female", "Caucasian", "Not Hispanic"])
+    atomic.write_text(root / "VideoDemographics.csv", fh.getvalue(), what="synthetic demographics file")
     for i, (a, sentence, emo, lvl) in enumerate(tqdm(clips, desc="synth crema-d", unit="clip",
                                                       disable=not progress, leave=False)):
         rng = _rng(seed, "crema-d", 2, i)
@@ -197,11 +201,6 @@ def write_emodb(out: Path, size: Size, seed: int, progress: bool = True) -> Path
     return root
 
 
-def _mkparent(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
-
-
 WRITERS = {"iemocap": write_iemocap, "crema-d": write_crema_d, "ravdess": write_ravdess,
            "emodb": write_emodb}
 
@@ -218,8 +217,7 @@ def write_all(out: str | Path, seed: int = 0, size: str = "small",
     unknown = set(corpora) - set(WRITERS)
     if unknown:
         raise SerbenchError(f"unknown synthetic corpus {sorted(unknown)}; choose from {', '.join(CORPORA)}")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = atomic.makedirs(Path(out), "the synthetic corpora folder")
     roots = {}
     for name in corpora:
         stamp = out / f".{name}.complete"
@@ -227,9 +225,12 @@ def write_all(out: str | Path, seed: int = 0, size: str = "small",
         if stamp.is_file() and stamp.read_text() == want:
             roots[name] = out / _FOLDER[name]
             continue
-        stamp.unlink(missing_ok=True)
+        try:
+            stamp.unlink(missing_ok=True)
+        except OSError as exc:
+            raise atomic.error(exc, stamp, "synthetic corpus stamp", "remove") from exc
         roots[name] = WRITERS[name](out, SIZES[size], seed, progress=progress)
-        stamp.write_text(want)
+        atomic.write_text(stamp, want, what="synthetic corpus stamp")
     return roots
 
 
