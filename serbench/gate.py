@@ -20,13 +20,14 @@ An entry whose data kind (synthetic or real) or weights kind changed is not comp
 """
 from __future__ import annotations
 
+import codecs
 import json
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from serbench import report
+from serbench import atomic, report
 from serbench.errors import SerbenchError
 from serbench.store import Store, git_state
 
@@ -89,17 +90,35 @@ def _plain(value):
 def load_baseline(path: str | Path) -> dict[str, dict]:
     """The entries of the baseline at ``path``; errors name the file and what is wrong with it."""
     path = Path(path)
+    if path.is_dir():
+        raise SerbenchError(f"{path}: is a folder; --baseline wants a JSON file, e.g. {path / 'baseline.json'}")
     if not path.is_file():
         raise SerbenchError(f"{path}: no baseline file there (write one from the current runs with "
                             f"`serbench gate --baseline {path} --update`)")
     try:
-        doc = json.loads(path.read_text())
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise atomic.error(exc, path, "baseline", "read") from exc
+    try:
+        text = raw.decode("utf-8-sig")  # a UTF-8 byte-order mark (some Windows editors write one) is fine
+    except UnicodeDecodeError as exc:
+        bom = next((n for b, n in ((codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"),
+                                   (codecs.BOM_UTF16_LE, "UTF-16"), (codecs.BOM_UTF16_BE, "UTF-16"))
+                    if raw.startswith(b)), None)
+        what = f"it is {bom}" if bom else f"byte {exc.start} is not UTF-8"
+        raise SerbenchError(f"{path}: not UTF-8 text ({what}); save the baseline as UTF-8 JSON") from exc
+    try:
+        doc = json.loads(text)
     except json.JSONDecodeError as exc:
         raise SerbenchError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from exc
     if not isinstance(doc, dict) or not isinstance(doc.get("entries"), dict):
         raise SerbenchError(f"{path}: not a serbench baseline (expected an object with an \"entries\" object)")
-    if doc.get("format", FORMAT) > FORMAT:
-        raise SerbenchError(f"{path}: baseline format {doc['format']} is newer than this serbench reads ({FORMAT})")
+    fmt = doc.get("format", FORMAT)
+    if not isinstance(fmt, int) or isinstance(fmt, bool) or fmt < 1:
+        raise SerbenchError(f"{path}: \"format\" must be a whole number (this serbench writes {FORMAT}), "
+                            f"not {fmt!r}")
+    if fmt > FORMAT:
+        raise SerbenchError(f"{path}: baseline format {fmt} is newer than this serbench reads ({FORMAT})")
     for name, entry in doc["entries"].items():
         if name.count("/") != 2:
             raise SerbenchError(f"{path}: entry {name!r} is not named model/recipe/protocol")
@@ -124,8 +143,9 @@ def baseline_document(entries: dict[str, dict], store: str | Path) -> dict:
 
 
 def write_baseline(path: str | Path, entries: dict[str, dict], store: str | Path) -> Path:
+    """Write the baseline atomically (a failure leaves the previous file as it was, and no temporary)."""
     doc = baseline_document(entries, store)
-    return report.write_atomic(Path(path), json.dumps(doc, indent=2, allow_nan=False) + "\n")
+    return atomic.write_text(Path(path), json.dumps(doc, indent=2, allow_nan=False) + "\n", what="baseline")
 
 
 # -- comparison ----------------------------------------------------------------------------------

@@ -142,3 +142,30 @@ def test_ci_benchmark_passes_the_committed_baseline_and_fails_a_raised_one(tmp_p
     assert main(["gate", "--baseline", str(raised)]) == 1
     out = capsys.readouterr().out
     assert f"{name}: UA/MB" in out and "(-4.76%; tolerance 1.00% relative)" in out
+
+
+def test_baselines_that_are_not_utf8_or_well_formed_or_not_files_are_named(small_store, tmp_path, capsys):
+    baseline = tmp_path / "baseline.json"
+    assert main(["gate", "--store", str(small_store), "--baseline", str(baseline), "--update"]) == 0
+    text = baseline.read_text()
+    capsys.readouterr()
+    utf16 = tmp_path / "utf16.json"
+    utf16.write_text(text, encoding="utf-16")  # what PowerShell's `>` writes
+    assert main(["gate", "--store", str(small_store), "--baseline", str(utf16)]) == 2
+    assert f"{utf16}: not UTF-8 text (it is UTF-16); save the baseline as UTF-8" in capsys.readouterr().err
+    bom = tmp_path / "bom.json"
+    bom.write_text(text, encoding="utf-8-sig")  # a UTF-8 byte-order mark is harmless
+    assert main(["gate", "--store", str(small_store), "--baseline", str(bom)]) == 0
+    capsys.readouterr()
+    for fmt in ('"1"', "1.5", "true", "null"):
+        odd = tmp_path / "fmt.json"
+        odd.write_text(text.replace('"format": 1', f'"format": {fmt}'))
+        assert main(["gate", "--store", str(small_store), "--baseline", str(odd)]) == 2
+        assert f'{odd}: "format" must be a whole number (this serbench writes 1), not' in capsys.readouterr().err
+    folder = tmp_path / "baselines"
+    folder.mkdir()
+    assert main(["gate", "--store", str(small_store), "--baseline", str(folder), "--update"]) == 2
+    assert f"cannot write baseline {folder}: it is a folder, not a file" in capsys.readouterr().err
+    assert main(["gate", "--store", str(small_store), "--baseline", str(folder)]) == 2
+    assert f"{folder}: is a folder; --baseline wants a JSON file" in capsys.readouterr().err
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]  # no stray temporary
