@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import base64
 import html
-import os
+import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -32,7 +32,7 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
-from serbench import pareto
+from serbench import __version__, atomic, pareto
 from serbench.errors import SerbenchError
 from serbench.store import Store
 
@@ -57,11 +57,9 @@ MARK_NOTE = ("Runs marked SYNTHETIC used the built-in synthetic corpora and runs
 
 
 def open_store(path: str | Path) -> Store:
-    """The store at ``path``; an error naming it if there is none (opening would create one)."""
-    path = Path(path)
-    if not path.is_file():
-        raise SerbenchError(f"{path}: no results store there (run `serbench run` first, or pass --store)")
-    return Store(path)
+    """The store at ``path``, opened read-only (so a store on a read-only mount can be reported on,
+    and reading never creates or changes one); an error naming it if there is none."""
+    return Store.existing(path)
 
 
 def select_runs(runs: pd.DataFrame, run_ids: list[int] | None = None, key=SELECT_KEY) -> pd.DataFrame:
@@ -103,6 +101,8 @@ def _run_row(db: Store, run: dict) -> dict:
     stored = dict(zip(m["key"].tolist(), m["value"].tolist()))
     for name, keys in MEASURES.items():
         meas[name] = next((stored[k] for k in keys if stored.get(k) is not None), None)
+    if meas["params"] is None:  # the backbone's parameter count: its registry entry's `params`, which
+        meas["params"] = (cfg.get("model_entry") or {}).get("params")  # the build checks to 0.1 %
     data_kind, synthetic_corpora = _data_kind(cfg)
     weights_kind = _weights_kind(cfg.get("weights_source") or {})
     marks = (["SYNTHETIC"] if data_kind != "real" else []) + (["RANDOM-INIT"] if weights_kind == "random" else [])
@@ -311,7 +311,12 @@ def cross_corpus_table(table: pd.DataFrame) -> pd.DataFrame:
                          "ua_in_corpus": r["ua"],
                          "gap": None if None in (r["ua"], cross["ua"]) else r["ua"] - cross["ua"]}
             out.append({**base, **extra})
-    return pd.DataFrame(out)
+    return pd.DataFrame(out, columns=None if out else CROSS_COLUMNS)
+
+
+# the cross-corpus table's columns (recall_<class> columns follow ua_cross when there are rows)
+CROSS_COLUMNS = ["model", "recipe", "head", "mode", "protocol", "label_map", "train", "target", "ua_cross",
+                 "marks", "run_id", "in_corpus_protocol", "in_corpus", "ua_in_corpus", "gap"]
 
 
 # -- building ------------------------------------------------------------------------------------
@@ -429,21 +434,54 @@ def cross_display(t: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_atomic(path: Path, data: bytes | str) -> Path:
-    """Write to a temporary name beside ``path``, then rename over it (atomic on POSIX)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data.encode() if isinstance(data, str) else data)
-    os.replace(tmp, path)
-    return path
+    """Write to a temporary name beside ``path``, then rename over it (see :mod:`serbench.atomic`)."""
+    return atomic.write_bytes(path, data, what="report file")
 
 
 CSV_DROP = ["confusion", "recall", "f1", "audit", "classes", "label_maps"]  # label_map: the readable form
+MARKER = ".serbench-report.json"  # claims a report folder first, lists what serbench wrote there last
+REPORT_FILES = {"index.html", "report.md", "runs.csv", "leakage.csv", "cross_corpus.csv", "plots", MARKER}
 
 
-def write(rep: Report, out: str | Path) -> list[Path]:
-    """Render ``rep`` under ``out``: index.html (self-contained), report.md, CSVs, plots/*.png|svg.
-    Returns the paths written."""
+def is_report_folder(out: Path) -> bool:
+    """Whether ``out`` holds a serbench report: it has the marker file, or (reports written before
+    the marker) only report files and a ``report.md`` that serbench wrote."""
+    if (out / MARKER).is_file():
+        return True
+    try:
+        names = {p.name for p in out.iterdir()}
+        return names <= REPORT_FILES and (out / "report.md").read_text(errors="replace").startswith(
+            "# serbench report")
+    except OSError:
+        return False
+
+
+def check_out(out: str | Path, force: bool = False) -> Path:
+    """Refuse an ``out`` that is a file, or a non-empty folder that is not a previous serbench
+    report (its files would be overwritten) unless ``force``."""
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise SerbenchError(f"--out {out} is a file, not a folder")
+    if force or not out.exists():
+        return out
+    try:
+        empty = not any(out.iterdir())
+    except OSError as exc:
+        raise atomic.error(exc, out, "report folder", "read") from exc
+    if not empty and not is_report_folder(out):
+        raise SerbenchError(f"--out {out} is not empty and holds no serbench report (its report.md, runs.csv ... "
+                            "would be overwritten); choose another folder or pass --force")
+    return out
+
+
+def write(rep: Report, out: str | Path, force: bool = False) -> list[Path]:
+    """Render ``rep`` under ``out``: index.html (self-contained), report.md, CSVs, plots/*.png|svg,
+    and the marker listing them. ``out`` must be new, empty or a previous report (see
+    :func:`check_out`); files of a previous report that this one does not write again (plots of
+    runs no longer selected) are removed, nothing else is. Returns the paths written."""
+    out = check_out(out, force)
+    old_files = _marked_files(out)
+    _write_marker(rep, out, old_files, complete=False)  # an interrupted report is still recognised as one
     written, images = [], {}
     if rep.figures:
         from serbench import plots
@@ -462,7 +500,27 @@ def write(rep: Report, out: str | Path) -> list[Path]:
     sections = _sections(rep)
     written.append(write_atomic(out / "report.md", _markdown(rep, sections, images)))
     written.append(write_atomic(out / "index.html", _html(rep, sections, images)))
+    rel = sorted(str(p.relative_to(out)) for p in written)
+    for stale in sorted(set(old_files) - set(rel)):
+        (out / stale).unlink(missing_ok=True)
+    _write_marker(rep, out, rel, complete=True)
     return written
+
+
+def _write_marker(rep: Report, out: Path, files: list[str], complete: bool) -> None:
+    write_atomic(out / MARKER, json.dumps({"written_by": "serbench compare", "serbench": __version__,
+                                           "created": _now(), "store": rep.store, "complete": complete,
+                                           "files": sorted(files)}, indent=2))
+
+
+def _marked_files(out: Path) -> list[str]:
+    """The files a previous report listed in its marker (only plain names under ``out``)."""
+    try:
+        files = json.loads((out / MARKER).read_text()).get("files") or []
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [f for f in files if isinstance(f, str) and Path(f).parts and Path(f).parts[0] in REPORT_FILES
+            and not Path(f).is_absolute() and ".." not in Path(f).parts]
 
 
 def _sections(rep: Report) -> list[tuple[str, str, pd.DataFrame | None, list[str]]]:

@@ -330,3 +330,54 @@ def test_html_renders_in_headless_chromium(hand, tmp_path):
                           capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.strip().splitlines()[-1])["non_blank_fraction"] > 0.05
+
+
+def test_compare_refuses_a_folder_holding_other_files_unless_forced(hand, tmp_path, capsys):
+    mine = tmp_path / "paper"
+    mine.mkdir()
+    (mine / "report.md").write_text("my own notes\n")
+    (mine / "runs.csv").write_text("my,own\n")
+    assert main(["compare", "--store", str(hand.path), "--out", str(mine), "--runs", str(hand.ids["A"])]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {mine} is not empty and holds no serbench report" in err and "--force" in err
+    assert (mine / "report.md").read_text() == "my own notes\n" and (mine / "runs.csv").read_text() == "my,own\n"
+    # a previous serbench report is rewritten; plots it had that the new report does not draw go
+    out = tmp_path / "rep"
+    assert main(["compare", "--store", str(hand.path), "--out", str(out)]) == 0
+    assert json.loads((out / report.MARKER).read_text())["written_by"] == "serbench compare"
+    (out / "notes.txt").write_text("kept")
+    assert main(["compare", "--store", str(hand.path), "--out", str(out), "--runs", str(hand.ids["D"])]) == 0
+    listed = json.loads((out / report.MARKER).read_text())["files"]
+    assert sorted(str(p.relative_to(out)) for p in (out / "plots").iterdir()) == sorted(
+        f for f in listed if f.startswith("plots/"))
+    assert (out / "notes.txt").read_text() == "kept"
+    # --force writes into a folder with other files, leaving those it does not write
+    capsys.readouterr()
+    assert main(["compare", "--store", str(hand.path), "--out", str(mine), "--runs", str(hand.ids["A"]),
+                 "--force"]) == 0
+    assert (mine / "report.md").read_text().startswith("# serbench report")
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert main(["compare", "--store", str(hand.path), "--out", str(afile)]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+
+
+def test_empty_views_keep_their_csv_header_and_params_are_filled(hand, tmp_path):
+    out = tmp_path / "rep"
+    assert main(["compare", "--store", str(hand.path), "--out", str(out), "--runs", str(hand.ids["A"])]) == 0
+    for name in ("leakage.csv", "cross_corpus.csv"):
+        lines = (out / name).read_text().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("model,recipe,head,mode,"), (name, lines)
+    cross = pd.read_csv(out / "cross_corpus.csv")
+    assert {"ua_cross", "ua_in_corpus", "gap", "run_id"} <= set(cross.columns)
+    # params: a stored measurement, else the model entry's declared count (checked at build to 0.1 %)
+    path = tmp_path / "p.sqlite"
+    with Store(path) as db:
+        rid = write_run(db, "big", "fp32", "loso", [0.5] * 4, measurements={"size_mb": 1.0})
+        cfg = db.run(rid)["config"]
+        db._conn.execute("UPDATE runs SET config = ? WHERE id = ?",
+                         (json.dumps({**cfg, "model_entry": {"name": "big", "params": 94371712}}), rid))
+        rid2 = write_run(db, "tiny", "fp32", "loso", [0.5] * 4, measurements={"size_mb": 0.1, "params": 25136})
+    with report.open_store(path) as db:
+        table = report.run_table(db, db.runs())
+    assert table.set_index("run_id")["params"].to_dict() == {rid: 94371712, rid2: 25136}

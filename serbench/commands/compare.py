@@ -13,7 +13,10 @@ def register(sub) -> None:
                     "report.md, runs.csv, leakage.csv, cross_corpus.csv and plots/*.png|svg.")
     p.add_argument("--runs", help="comma-separated run ids (default: the latest finished run per model, "
                                   "recipe, protocol, mode and synthetic-or-real data)")
-    p.add_argument("--out", help="report folder (default: reports/<timestamp> under the current directory)")
+    p.add_argument("--out", help="report folder (default: reports/<timestamp> under the current directory); "
+                                 "it must be new, empty or a previous serbench report, unless --force")
+    p.add_argument("--force", action="store_true",
+                   help="write into --out even if it holds other files (files of the same names are replaced)")
     p.add_argument("--store", help="results database (default $SERBENCH_HOME/results.sqlite)")
     p.set_defaults(func=run)
 
@@ -31,10 +34,10 @@ def run(args) -> int:
     from serbench import report, store
 
     ids = parse_ids(args.runs)
-    out = Path(args.out) if args.out else report.default_out()
+    out = report.check_out(Path(args.out) if args.out else report.default_out(), args.force)  # before the work
     with report.open_store(args.store or store.default_path()) as db:
         rep = report.build(db, ids)
-    written = report.write(rep, out)
+    written = report.write(rep, out, force=args.force)
     print(f"report on {len(rep.runs)} run(s) ({', '.join(map(str, rep.runs['run_id']))}) written to {out}:")
     for path in written:
         print(f"  {path}")
