@@ -27,7 +27,6 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import json
-import os
 import shutil
 import time
 import warnings
@@ -36,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from serbench import __version__, backbones, compress, embed, heads, infer, registry, store
+from serbench import __version__, atomic, backbones, compress, embed, heads, infer, registry, store
 from serbench.errors import SerbenchError
 
 HEAD_OPSET_FALLBACK = 17
@@ -102,6 +101,11 @@ def _rebuild(run: dict, recipe: registry.RecipeEntry) -> compress.Artefact:
 def resolve(db: store.Store, run_id: int, recipe: str | None, fold: int) -> dict:
     """What to export: ``{run, recipe, artefact, head_path, measured, note}``."""
     run = db.run(run_id)
+    if run["status"] != "finished":
+        raise SerbenchError(f"run {run_id} is not finished (status: {run['status']}"
+                            + (f"; error: {run['error']}" if run.get("error") else "")
+                            + "): its accuracy is not known, so it is not exported; `serbench run ... --resume` "
+                              "finishes it")
     recipe = recipe or run["recipe"]
     registry.load_recipe(recipe)  # an unknown name fails here, with the registry's message
     note = None
@@ -343,9 +347,11 @@ def export(run_id: int, out: str | Path, recipe: str | None = None, fold: int = 
            log=print) -> dict:
     """Write the model folder ``out``; returns the model card (a dict)."""
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise SerbenchError(f"{out} is a file; OUT must be a folder to write (or not exist yet)")
     if out.exists() and any(out.iterdir()) and not force:
         raise SerbenchError(f"{out} exists and is not empty; choose another folder or pass --force")
-    with store.Store(store_path) as db:
+    with store.Store.existing(store_path if store_path is not None else store.default_path()) as db:
         what = resolve(db, run_id, recipe, fold)
         measurements = db.measurements(int(what["run"]["id"]))
         measured_values = dict(zip(measurements["key"], measurements["value"])) if len(measurements) else {}
@@ -363,10 +369,9 @@ def export(run_id: int, out: str | Path, recipe: str | None = None, fold: int = 
     preprocess = {**cfg["preprocess"], "min_samples": embed.MIN_SAMPLES, "trim_frame_length": 2048,
                   "trim_hop_length": 512}
 
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    # written into a temporary folder beside OUT and renamed into place (serbench.atomic.folder): a
+    # failure (disk full, read-only, a refusal) leaves OUT as it was and no temporary behind
+    with atomic.folder(out, "model folder", replace=out.exists()) as tmp:
         import onnx
 
         log(f"merging {art.path.name} ({art.recipe}) with the head of run {run['id']} fold {fold}")
@@ -386,12 +391,6 @@ def export(run_id: int, out: str | Path, recipe: str | None = None, fold: int = 
                           size_mb=(tmp / infer.MODEL_FILE).stat().st_size / 1e6, head=head)
         (tmp / "model_card.json").write_text(json.dumps(card, indent=2, default=str))
         (tmp / "MODEL_CARD.md").write_text(card_markdown(card))
-        if out.exists():
-            shutil.rmtree(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return card
 
 

@@ -200,3 +200,45 @@ def test_a_linear_head_exports_into_the_same_graph(shared_home, tmp_path):
     waves = _clips()
     ref, _ = _reference(res.run_id, res.run_id, waves)
     np.testing.assert_allclose(_graph_probs(out, waves), ref, atol=1e-5)
+
+
+def test_export_refuses_a_missing_store_and_an_unfinished_run(tmp_path, capsys):
+    missing = tmp_path / "nonexistent.sqlite"
+    assert main(["export", "--run", "1", "--store", str(missing), str(tmp_path / "m")]) == 2
+    assert f"serbench export: error: {missing}: no results store there" in capsys.readouterr().err
+    assert not missing.exists()  # no empty store file made
+    path = tmp_path / "r.sqlite"
+    with store.Store(path) as db:
+        rid = db.create_run(model="tiny", recipe="fp32", protocol="production", mode="probe",
+                            config={"synthetic": True, "weights_source": {"kind": "random", "seed": 0}},
+                            provenance={})
+        failed = db.create_run(model="tiny", recipe="fp32", protocol="production", mode="probe",
+                               config={"synthetic": True, "weights_source": {"kind": "random", "seed": 1}},
+                               provenance={})
+        db.fail_run(failed, "OSError: disk full")
+    assert main(["export", "--run", str(rid), "--store", str(path), str(tmp_path / "m")]) == 2
+    err = capsys.readouterr().err
+    assert f"run {rid} is not finished (status: running)" in err and "--resume" in err
+    assert main(["export", "--run", str(failed), "--store", str(path), str(tmp_path / "m")]) == 2
+    assert "(status: failed; error: OSError: disk full)" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
+
+
+def test_full_disk_while_exporting_is_named_and_leaves_nothing(shared_home, runs, tmp_path, monkeypatch, capsys):
+    import errno
+
+    out = tmp_path / "model"
+    out.mkdir()
+    real_save = onnx.save
+
+    def full(model, path, *a, **kw):
+        real_save(model, path, *a, **kw)
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(onnx, "save", full)
+    assert main(["export", "--run", str(runs["fp32"]), str(out), "--no-latency"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith(f"serbench export: error: cannot write model folder {out}: no space left on the device")
+    assert "(writing model.onnx)" in err
+    assert list(tmp_path.iterdir()) == [out] and not any(out.iterdir())  # no temporary folder, OUT untouched
