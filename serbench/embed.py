@@ -11,11 +11,13 @@ temporary file left.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import os
 import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Protocol as TypingProtocol
@@ -97,13 +99,24 @@ def cache_key(encoder_key: str, preprocess: audio.Preprocess) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:24]
 
 
+def workers_for(encoder: Encoder) -> int:
+    """Clips embedded at once: one per core for an encoder that runs on one thread (openSMILE, whose
+    native extractor releases the GIL); one for encoders that already use every core (torch,
+    onnxruntime), where more would only contend."""
+    if getattr(encoder, "threads", None) != 1:
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cores, 8))
+
+
 def embed_files(files: list[str], encoder: Encoder, encoder_key: str,
                 preprocess: audio.Preprocess | None = None, cache_root: Path | None = None,
                 desc: str = "embedding", progress: bool = True) -> tuple[np.ndarray, dict]:
     """Embeddings of ``files`` stacked as (n, n_layers, dim) float32, plus cache statistics.
 
     Each file is turned into its :func:`speech_segment` and embedded, unless the cache already
-    holds it.
+    holds it. Single-threaded encoders embed several clips at once (:func:`workers_for`); the
+    result does not depend on it (each clip is embedded on its own).
     """
     preprocess = preprocess or audio.Preprocess()
     root = (cache_root or paths.home() / "cache" / "embeddings") / cache_key(encoder_key, preprocess)
@@ -112,21 +125,26 @@ def embed_files(files: list[str], encoder: Encoder, encoder_key: str,
     if not (root / "key.json").is_file():
         atomic.write_text(root / "key.json", key, what="embedding cache key")
     digests = FileHashes(paths.home() / "cache" / "file_hashes.sqlite")(files)
-    out, hits = [], 0
-    for f, digest in tqdm(list(zip(files, digests)), desc=desc, unit="utt", disable=not progress,
-                          leave=False):
-        target = root / digest[:2] / f"{digest}.npy"
-        if target.is_file():
-            out.append(np.load(target))
-            hits += 1
-            continue
-        emb = np.asarray(encoder.embed(speech_segment(f, preprocess)), dtype=np.float32)
-        if emb.ndim != 2:
-            raise ValueError(f"encoder {encoder_key} returned shape {emb.shape} for {f}; want (layers, dim)")
-        buf = io.BytesIO()
-        np.save(buf, emb)
-        atomic.write_bytes(target, buf.getvalue(), what=f"the cached embedding of {f}")
-        out.append(emb)
+    targets = [root / d[:2] / f"{d}.npy" for d in digests]
+    out: list = [np.load(t) if t.is_file() else None for t in targets]
+    missing = [i for i, e in enumerate(out) if e is None]
+    hits = len(files) - len(missing)
+
+    def compute(i: int) -> np.ndarray:
+        return np.asarray(encoder.embed(speech_segment(files[i], preprocess)), dtype=np.float32)
+
+    workers = workers_for(encoder) if len(missing) > 1 else 1
+    with ThreadPoolExecutor(workers) if workers > 1 else contextlib.nullcontext() as pool:
+        results = pool.map(compute, missing) if pool else map(compute, missing)
+        for i, emb in tqdm(zip(missing, results), total=len(missing), desc=desc, unit="utt",
+                           disable=not progress, leave=False):
+            if emb.ndim != 2:
+                raise ValueError(f"encoder {encoder_key} returned shape {emb.shape} for {files[i]}; "
+                                 "want (layers, dim)")
+            buf = io.BytesIO()
+            np.save(buf, emb)
+            atomic.write_bytes(targets[i], buf.getvalue(), what=f"the cached embedding of {files[i]}")
+            out[i] = emb
     stats = {"utterances": len(files), "cache_hits": hits, "computed": len(files) - hits,
              "cache": str(root)}
     return (np.stack(out) if out else np.zeros((0, 0, 0), np.float32)), stats

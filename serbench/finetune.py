@@ -44,6 +44,7 @@ class FinetuneConfig:
     dropout: float = 0.2
     seed: int = 0
     device: str | None = None      # None: cuda if available, else cpu
+    freeze_feature_encoder: bool = True   # the paper keeps the conv encoder fixed
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -112,7 +113,8 @@ def _finetune(backbone, normalize, train_waves, yt, val_waves, yv, classes, c, d
         torch.manual_seed(c.seed)
         backbone = backbone.to(device)
         net = backbones.stacked(backbone, normalize)  # train()/eval() on it reach the backbone
-        freeze_feature_encoder(backbone)
+        if c.freeze_feature_encoder:
+            freeze_feature_encoder(backbone)
         n_layers = backbone.config.num_hidden_layers + 1
         head = LayerWeightedProbe(n_layers, backbone.config.hidden_size, len(classes), c.hidden, c.dropout).to(device)
         params = [p for p in backbone.parameters() if p.requires_grad] + list(head.parameters())

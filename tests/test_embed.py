@@ -58,3 +58,28 @@ def test_embedding_sees_speech_only_not_padding(synthetic):
     embed_files(files, Recorder(), "recorder", progress=False)
     y, n_valid = audio.Preprocess()(audio.load(files[0]))
     assert seen == [n_valid] and n_valid < 128_000
+
+
+def test_single_threaded_encoders_embed_in_parallel_with_the_same_result(synthetic, tmp_path, monkeypatch):
+    import threading
+
+    from serbench import backbones, embed, registry
+
+    files = sorted(str(p) for p in (synthetic["emodb"] / "wav").glob("*.wav"))[:8]
+    entry = registry.load_model("egemaps")
+    pre = audio.Preprocess(**entry.input)
+    seen = set()
+
+    class Spy(backbones.OpenSmileEncoder):
+        def embed(self, wave):
+            seen.add(threading.get_ident())
+            return super().embed(wave)
+
+    monkeypatch.setattr(embed, "workers_for", lambda enc: 3)
+    X, _ = embed_files(files, Spy(entry), "spy", preprocess=pre, cache_root=tmp_path / "a", progress=False)
+    assert len(seen) > 1                                       # really ran on several threads
+    monkeypatch.setattr(embed, "workers_for", lambda enc: 1)
+    Y, _ = embed_files(files, backbones.OpenSmileEncoder(entry), "seq", preprocess=pre,
+                       cache_root=tmp_path / "b", progress=False)
+    np.testing.assert_array_equal(X, Y)
+    assert embed.workers_for(CountingEncoder()) == 1           # no `threads`: not assumed single-threaded
