@@ -20,6 +20,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -164,7 +165,8 @@ class Runner:
                 self.notes.append(f"--resume: no unfinished {recipe.name} run with this configuration in "
                                   f"{db.path}; starting a new run")
             if run_id is None:
-                run_id = db.create_run(**key, provenance=store.provenance(weights=self.weights))
+                run_id = db.create_run(**key, provenance=store.provenance(weights=self.weights),
+                                       invocation=self.invocation)
             else:
                 db.resume_run(run_id, store.provenance(weights=self.weights))
                 self.log(f"resuming run {run_id} ({recipe.name}): folds done {db.finished_folds(run_id)}")
@@ -174,6 +176,7 @@ class Runner:
     # -- the work ---------------------------------------------------------------------------------
 
     def run(self) -> list[RecipeResult]:
+        self.invocation = uuid.uuid4().hex   # groups this invocation's runs in the store
         self._prepare()
         with store.Store(self.store_path) as db:
             run_ids = self._open_runs(db)
@@ -288,7 +291,7 @@ class Runner:
             _save_head(db.run_files(rid), fold.index, head, self.classes, self.head.kind)
             db.write_fold(rid, fold.index, metrics=metrics.scores(y_true, y_pred, self.classes),
                           audit=fold.audit, utt_ids=list(fold.test), y_true=y_true, y_pred=y_pred,
-                          probs=proba, name=fold.name,
+                          probs=proba, name=fold.name, speakers=self._speakers(fold.test),
                           details={**details, "artefact": str(art.path),
                                    "calibration_ids": art.provenance.get("calibration_ids", [])})
             self.log(f"fold {fold.index} {recipe.name}: UA {metrics.ua(y_true, y_pred, self.classes):.3f}")

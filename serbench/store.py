@@ -42,7 +42,7 @@ from serbench import atomic
 from serbench.errors import SerbenchError
 from serbench.paths import home
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 STATUSES = ("running", "finished", "failed")
 REQUIRED_CONFIG = ("synthetic", "weights_source")
 PACKAGES = ("torch", "transformers", "onnxruntime", "onnx", "optimum", "optimum-onnx", "neural-compressor",
@@ -62,7 +62,8 @@ CREATE TABLE IF NOT EXISTS runs (
     config      TEXT NOT NULL,
     provenance  TEXT NOT NULL,
     summary     TEXT,
-    error       TEXT
+    error       TEXT,
+    invocation  TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_by_config ON runs (config_hash, status);
 CREATE TABLE IF NOT EXISTS folds (
@@ -83,6 +84,7 @@ CREATE TABLE IF NOT EXISTS predictions (
     y_true TEXT NOT NULL,
     y_pred TEXT NOT NULL,
     probs  TEXT,
+    speaker TEXT,
     PRIMARY KEY (run_id, fold, utt_id),
     FOREIGN KEY (run_id, fold) REFERENCES folds (run_id, fold) ON DELETE CASCADE
 );
@@ -93,6 +95,11 @@ CREATE TABLE IF NOT EXISTS measurements (
     PRIMARY KEY (run_id, key)
 );
 """
+# schema version -> the statements that bring a store of that version to the next one
+MIGRATIONS = {
+    1: ["ALTER TABLE runs ADD COLUMN invocation TEXT",       # one id per `serbench run` invocation
+        "ALTER TABLE predictions ADD COLUMN speaker TEXT"],  # clustered statistics resample speakers
+}
 
 
 def default_path() -> Path:
@@ -213,9 +220,14 @@ class Store:
             if version > SCHEMA_VERSION:
                 raise SerbenchError(f"{self.path}: written by a newer serbench (schema {version}, "
                                     f"this one reads {SCHEMA_VERSION})")
-            if version < SCHEMA_VERSION:
+            if version == 0:
                 for statement in filter(str.strip, SCHEMA.split(";")):  # executescript would COMMIT
                     conn.execute(statement)
+            else:
+                for v in range(version, SCHEMA_VERSION):
+                    for statement in MIGRATIONS[v]:
+                        conn.execute(statement)
+            if version < SCHEMA_VERSION:
                 conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     @contextmanager
@@ -267,7 +279,7 @@ class Store:
     # -- runs ---------------------------------------------------------------------------------
 
     def create_run(self, *, model: str, recipe: str, protocol: str, mode: str, config: Mapping,
-                   provenance: Mapping) -> int:
+                   provenance: Mapping, invocation: str | None = None) -> int:
         """Store a new run (status ``running``) and return its id.
 
         ``config`` is everything that determines the results (protocol and recipe content, seed,
@@ -282,9 +294,9 @@ class Store:
         with self._write(f"store a new run of {model}/{recipe}/{protocol}") as conn:
             cur = conn.execute(
                 "INSERT INTO runs (created, updated, model, recipe, protocol, mode, status, config_hash,"
-                " config, provenance) VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?)",
+                " config, provenance, invocation) VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?)",
                 (now, now, model, recipe, protocol, mode, config_hash(model, recipe, protocol, mode, config),
-                 _dumps(config), _dumps(provenance)),
+                 _dumps(config), _dumps(provenance), invocation),
             )
             return int(cur.lastrowid)
 
@@ -345,16 +357,20 @@ class Store:
     def write_fold(self, run_id: int, fold: int, *, metrics: Mapping, audit: Mapping,
                    utt_ids: Sequence[str], y_true: Sequence[str], y_pred: Sequence[str],
                    probs: np.ndarray | Sequence[Sequence[float]] | None = None,
-                   name: str | None = None, details: Mapping | None = None) -> None:
+                   name: str | None = None, details: Mapping | None = None,
+                   speakers: Sequence[str] | None = None) -> None:
         """Store one finished fold: metrics, audit, optional details (training history ...) and
         one prediction per test utterance (labels as class names, ``probs`` in class order), all
         in one transaction. A fold that is already stored is an error, never a second copy."""
         n = len(utt_ids)
         if not (len(y_true) == len(y_pred) == n) or (probs is not None and len(probs) != n):
             raise ValueError("utt_ids, y_true, y_pred (and probs) must have one entry per utterance")
+        if speakers is not None and len(speakers) != n:
+            raise ValueError("speakers must have one entry per utterance")
         prob_json = [None] * n if probs is None else [_dumps(p) for p in np.asarray(probs, dtype=float).round(7).tolist()]
-        rows = [(run_id, int(fold), str(u), str(t), str(p), pj)
-                for u, t, p, pj in zip(utt_ids, y_true, y_pred, prob_json)]
+        spk = [None] * n if speakers is None else [str(x) for x in speakers]
+        rows = [(run_id, int(fold), str(u), str(t), str(p), pj, sp)
+                for u, t, p, pj, sp in zip(utt_ids, y_true, y_pred, prob_json, spk)]
         fold_row = (run_id, int(fold), name, "finished", _now(), _dumps(metrics), _dumps(audit),
                     _dumps(details) if details is not None else None)
         with self._write(f"store run {run_id} fold {fold}") as conn:
@@ -365,8 +381,8 @@ class Store:
                 raise SerbenchError(f"run {run_id} fold {fold} is already stored")
             conn.execute("INSERT INTO folds (run_id, fold, name, status, finished, metrics, audit, details) "
                          "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", fold_row)
-            conn.executemany("INSERT INTO predictions (run_id, fold, utt_id, y_true, y_pred, probs) "
-                             "VALUES (?, ?, ?, ?, ?, ?)", rows)
+            conn.executemany("INSERT INTO predictions (run_id, fold, utt_id, y_true, y_pred, probs, speaker) "
+                             "VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
             conn.execute("UPDATE runs SET updated = ? WHERE id = ?", (_now(), run_id))
 
     def add_measurements(self, run_id: int, values: Mapping) -> None:

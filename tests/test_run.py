@@ -227,3 +227,15 @@ def test_every_run_carries_speaker_intervals_and_compressed_runs_a_paired_test(s
     assert p["agreement"] == pytest.approx(stats.agreement(pa["y_pred"], pb["y_pred"]))
     assert 0 <= p["mcnemar"]["p_value"] <= 1 and set(p["recall_change"]) == set(classes)
     assert [w["ua"] for w in ref["worst_speakers"]] == sorted(w["ua"] for w in ref["worst_speakers"])
+
+
+def test_one_invocation_has_one_id_and_predictions_carry_speakers(shared_home, tmp_path):
+    spec = RunSpec(model="tiny", protocol="loso", recipes=("fp32", "dynamic-int8"), weights="random:3",
+                   synthetic=True, synthetic_size="tiny", measure=False)
+    Runner(spec, store_path=tmp_path / "i.sqlite", progress=False, log=lambda *a: None).run()
+    Runner(spec, store_path=tmp_path / "i.sqlite", progress=False, log=lambda *a: None).run()
+    with store.Store(tmp_path / "i.sqlite") as db:
+        runs = db.runs()
+        preds = db.predictions(int(runs["id"].iloc[0]))
+    assert runs["invocation"].nunique() == 2 and list(runs.groupby("invocation").size()) == [2, 2]
+    assert set(preds["speaker"]) == {f"iemocap/Ses0{s}{g}" for s in range(1, 6) for g in "FM"}

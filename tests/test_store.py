@@ -225,3 +225,23 @@ def test_runs_reads_a_store_mixing_finished_and_failed_runs(tmp_path):
         db.fail_run(b, "killed")
         runs = db.runs()
     assert runs["summary"].tolist() == [{"ua": {"mean": 0.5, "std": None}}, None]
+
+
+def test_a_schema_1_store_is_migrated_and_keeps_its_runs(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.sqlite"
+    con = sqlite3.connect(path)
+    old_schema = store.SCHEMA.replace(",\n    invocation  TEXT", "").replace("\n    speaker TEXT,", "")
+    con.executescript(old_schema)
+    con.execute("INSERT INTO runs (created, updated, model, recipe, protocol, mode, status, config_hash, config,"
+                " provenance) VALUES ('t', 't', 'm', 'r', 'p', 'probe', 'running', 'h', '{}', '{}')")
+    con.execute("PRAGMA user_version=1")
+    con.commit()
+    con.close()
+    with store.Store(path) as db:
+        runs = db.runs()
+        assert list(runs["model"]) == ["m"] and runs["invocation"].isna().all()
+        cols = [r[1] for r in db._conn.execute("PRAGMA table_info(predictions)")]
+        assert "speaker" in cols
+        assert db._conn.execute("PRAGMA user_version").fetchone()[0] == store.SCHEMA_VERSION
