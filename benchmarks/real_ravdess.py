@@ -108,7 +108,6 @@ def main(argv=None) -> int:
                          "serbench_ua": ours, "serbench_ua_std": result.summary["ua"]["std"],
                          "independent_ua": theirs, "difference": ours - theirs,
                          "seconds": seconds, "embeddings_computed": computed, "run_id": result.run_id})
-            r = rows[-1]
             print(f"{label_map:22s} {split:22s} serbench {100 * ours:5.1f}  independent {100 * theirs:5.1f}  "
                   f"diff {100 * (ours - theirs):+5.1f}  ({seconds:.0f} s, {computed} embeddings computed)", flush=True)
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from serbench import backbones, paths
+from serbench import backbones, infer, paths
 from serbench.errors import SerbenchError
 from serbench.registry import PREPROCESS_DEFAULTS, ModelEntry, RecipeEntry
 
@@ -421,25 +421,12 @@ def default_threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def ort_session(path: str | Path, threads: int):
-    """An onnxruntime CPU session with ``threads`` intra-op threads, quiet logs and its native
-    telemetry off (it would otherwise look up an events host: serbench makes no network attempt
-    when weights and data are local)."""
-    import onnxruntime as ort
-
-    ort.disable_telemetry_events()
-    so = ort.SessionOptions()
-    so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
-    so.log_severity_level = 3
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-
-
 class OrtEncoder:
     """An ONNX artefact run by onnxruntime on the CPU with a fixed, recorded thread count."""
 
     def __init__(self, artefact: Artefact, threads: int | None = None):
         self.threads = threads or default_threads()
-        self.session = ort_session(artefact.path / artefact.file, self.threads)
+        self.session = infer.session(artefact.path / artefact.file, self.threads)
         self.sample_rate = artefact.provenance.get("model_entry", {}).get("sample_rate", 16_000)
 
     def forward(self, batch: np.ndarray) -> np.ndarray:

@@ -272,14 +272,9 @@ def verification_waves(preprocess: dict, n: int = VERIFY_CLIPS) -> list[np.ndarr
 
 
 def verify(model_path: Path, artefact: compress.Artefact, head, preprocess: dict) -> dict:
-    import onnxruntime as ort
-
     waves = verification_waves(preprocess)
     ref = reference_probabilities(artefact, head, waves)
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    so.log_severity_level = 3
-    sess = ort.InferenceSession(str(model_path), so, providers=["CPUExecutionProvider"])
+    sess = infer.session(model_path, 1)
     got = np.stack([sess.run([infer.OUTPUT_NAME], {infer.INPUT_NAME: w[None]})[0][0] for w in waves])
     diff = float(np.max(np.abs(got - ref)))
     if not diff <= VERIFY_TOLERANCE:
@@ -295,10 +290,7 @@ def latency(model_path: Path, seconds: float = 8.0, threads: int | None = None, 
     import onnxruntime as ort
 
     threads = threads or infer.default_threads()
-    so = ort.SessionOptions()
-    so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
-    so.log_severity_level = 3
-    sess = ort.InferenceSession(str(model_path), so, providers=["CPUExecutionProvider"])
+    sess = infer.session(model_path, threads)
     x = np.random.default_rng(0).normal(0, 0.1, (1, int(seconds * infer.SAMPLE_RATE))).astype(np.float32)
     sess.run(None, {infer.INPUT_NAME: x})
     times = []

@@ -437,13 +437,8 @@ class SileroVad:
     FRAME, CONTEXT, MAX_FRAMES = 512, 64, 512
 
     def __init__(self, path: str | os.PathLike, threads: int = 1):
-        import onnxruntime as ort
-
-        so = ort.SessionOptions()
-        so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
-        so.log_severity_level = 3
         self.path = str(path)
-        self.session = ort.InferenceSession(self.path, so, providers=["CPUExecutionProvider"])
+        self.session = session(self.path, threads)
         names = {i.name for i in self.session.get_inputs()}
         if names != {"input", "h", "c"}:
             raise InferError(f"{path}: not silero VAD's sequence ONNX model (inputs {sorted(names)})")
@@ -544,13 +539,25 @@ def default_threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
+def session(path, threads: int):
+    """An onnxruntime CPU session: ``threads`` intra-op threads, quiet logs, and onnxruntime's
+    native telemetry off, so nothing here (or in serbench, which opens every session through this)
+    makes a network attempt. The one place sessions are opened."""
+    import onnxruntime as ort
+
+    if hasattr(ort, "disable_telemetry_events"):
+        ort.disable_telemetry_events()
+    so = ort.SessionOptions()
+    so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+    so.log_severity_level = 3
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
 class EmotionModel:
     """An exported model folder: one ONNX graph (waveform -> class probabilities), its labels and
     its preprocessing settings."""
 
     def __init__(self, model_dir: str | os.PathLike, threads: int | None = None):
-        import onnxruntime as ort
-
         self.dir = Path(model_dir)
         try:
             self.labels = list(json.loads((self.dir / LABELS_FILE).read_text())["classes"])
@@ -564,10 +571,7 @@ class EmotionModel:
         if (self.dir / "model_card.json").is_file():
             self.card = json.loads((self.dir / "model_card.json").read_text())
         self.threads = threads or default_threads()
-        so = ort.SessionOptions()
-        so.intra_op_num_threads, so.inter_op_num_threads = self.threads, 1
-        so.log_severity_level = 3
-        self.session = ort.InferenceSession(str(self.dir / MODEL_FILE), so, providers=["CPUExecutionProvider"])
+        self.session = session(self.dir / MODEL_FILE, self.threads)
         self.sample_rate = int(self.preprocess.get("sample_rate", SAMPLE_RATE))
         if self.sample_rate != SAMPLE_RATE:
             raise InferError(f"{self.dir}: model expects {self.sample_rate} Hz; this runtime feeds {SAMPLE_RATE}")

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from serbench import schema
+from serbench.errors import SerbenchError
 from serbench.paths import find_yaml, registry_dirs, yaml_files
 from serbench.schema import Field, non_empty, positive, within
 

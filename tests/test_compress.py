@@ -221,11 +221,13 @@ def test_onnxruntime_sessions_switch_native_telemetry_off(tmp_path, monkeypatch)
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
+    from serbench import infer
+
     calls = []
     monkeypatch.setattr(ort, "disable_telemetry_events", lambda: calls.append(1))
     graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "m.onnx")
-    sess = compress.ort_session(tmp_path / "m.onnx", threads=1)
+    sess = infer.session(tmp_path / "m.onnx", threads=1)
     assert calls and sess.get_session_options().intra_op_num_threads == 1
