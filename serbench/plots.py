@@ -1,4 +1,5 @@
-"""Figures for ``serbench compare``: Pareto fronts, confusion heatmaps, cross-corpus recall.
+"""Figures for ``serbench compare``: Pareto fronts (with speaker-bootstrap error bars), confusion
+heatmaps, cross-corpus recall, per-speaker UA.
 
 Every function returns :class:`matplotlib.figure.Figure` objects built without pyplot, so nothing
 depends on (or changes) a global backend or figure registry: a report can be made in a test, a
@@ -22,13 +23,17 @@ from matplotlib.figure import Figure  # noqa: E402
 
 FRONT_COLOUR = "#c0392b"
 RECALL_TITLE = "Per-class recall on the target corpus"
+CI_COLOUR = "#555555"
 
 
-def report_figures(runs: pd.DataFrame, cross: pd.DataFrame) -> dict[str, tuple[str, Figure]]:
+def report_figures(runs: pd.DataFrame, cross: pd.DataFrame,
+                   speakers: pd.DataFrame | None = None) -> dict[str, tuple[str, Figure]]:
     """Every figure of a report, ``{file stem: (caption, figure)}``, from its run table (with
-    fronts, :func:`serbench.report.add_fronts`) and cross-corpus table: per protocol-and-data group
-    the size, latency and 3-D fronts (each only over the runs that have its numbers), the target
-    corpus's per-class recall, and one confusion heatmap per run."""
+    fronts, :func:`serbench.report.add_fronts`), cross-corpus table and per-speaker table
+    (:func:`serbench.report.speakers_table`): per protocol-and-data group the size, latency and
+    3-D fronts (each only over the runs that have its numbers; UA error bars where the run has a
+    speaker interval), the target corpus's per-class recall, per group a strip plot of UA per test
+    speaker per run, and one confusion heatmap per run."""
     from serbench import metrics
     from serbench.report import pct, plot_label, slug
 
@@ -52,6 +57,16 @@ def report_figures(runs: pd.DataFrame, cross: pd.DataFrame) -> dict[str, tuple[s
             for c in cross.columns if c.startswith("recall_") and r[c] is not None and not pd.isna(r[c])]
     if long:
         figs["cross-corpus-recall"] = (RECALL_TITLE, recall_bars(pd.DataFrame(long), RECALL_TITLE))
+    if speakers is not None and len(speakers):
+        for group, df in runs.groupby("pareto_group", sort=False):
+            per = speakers[speakers["run_id"].isin(df["run_id"])]
+            if per.empty:
+                continue
+            names = {r["run_id"]: f"{r['run_id']}: {plot_label(r, data_in_title=True)}" for r in df.to_dict("records")}
+            title = f"UA per test speaker, {group}"
+            figs[f"speakers-{slug(group)}"] = (title, speaker_strip(
+                per.assign(run=per["run_id"].map(names)), title, order=[names[i] for i in df["run_id"]
+                                                                        if i in set(per["run_id"])]))
     for r in runs.to_dict("records"):
         if r["confusion"]:
             title = f"run {r['run_id']}: {plot_label(r)}\n{r['protocol']}, UA {pct(r['ua'])}%"
@@ -81,6 +96,7 @@ def pareto_2d(points: pd.DataFrame, x: str, x_label: str, on_front: str, title: 
     fig = Figure(figsize=(7.5, 5))
     ax = fig.add_subplot()
     df = points.assign(ua_pct=100 * points["ua"].astype(float), _x=points[x].astype(float))
+    _error_bars(ax, df)
     sns.scatterplot(data=df, x="_x", y="ua_pct", hue="model", style="recipe", s=90, ax=ax, zorder=3)
     front = df[df[on_front].astype(bool)].sort_values(["_x", "ua_pct"])
     if len(front):
@@ -93,14 +109,30 @@ def pareto_2d(points: pd.DataFrame, x: str, x_label: str, on_front: str, title: 
         right = ax.get_xlim()[1]
         ax.plot([front["_x"].iloc[-1], right], [front["ua_pct"].iloc[-1]] * 2, color=FRONT_COLOUR, lw=1.5, zorder=2)
         ax.set_xlim(right=right)
-    _place_labels(ax, df["_x"].to_numpy(), df["ua_pct"].to_numpy(), df["label"].tolist())
     ax.set_xlabel(x_label)
-    ax.set_ylabel("UA (%)")
+    ax.set_ylabel("UA (%, mean over folds)")
     ax.set_title(title, fontsize=10)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     fig.tight_layout()
+    _place_labels(ax, df["_x"].to_numpy(), df["ua_pct"].to_numpy(), df["label"].tolist())
     return fig
+
+
+def _error_bars(ax, df: pd.DataFrame) -> None:
+    """The pooled UA's 95 % speaker-bootstrap interval of each run that has one, as a vertical bar
+    at the run's cost (drawn from the interval's ends, so it stays honest when the fold mean the
+    point shows differs a little from the pooled UA)."""
+    if not {"ua_ci_low", "ua_ci_high"} <= set(df.columns):
+        return
+    low = pd.to_numeric(df["ua_ci_low"], errors="coerce") * 100
+    high = pd.to_numeric(df["ua_ci_high"], errors="coerce") * 100
+    ok = low.notna() & high.notna() & np.isfinite(df["_x"])
+    if not ok.any():
+        return
+    mid = (low[ok] + high[ok]) / 2
+    ax.errorbar(df.loc[ok, "_x"], mid, yerr=[mid - low[ok], high[ok] - mid], fmt="none", ecolor=CI_COLOUR,
+                elinewidth=1.0, capsize=3, alpha=0.8, zorder=2.5, label="UA pooled, 95% speaker CI")
 
 
 def pareto_3d(points: pd.DataFrame, on_front: str, title: str) -> Figure:
@@ -154,23 +186,70 @@ def recall_bars(long: pd.DataFrame, title: str) -> Figure:
 def _place_labels(ax, xs, ys, labels: list[str], fontsize: float = 7.5) -> None:
     """Annotate points, moving each label above or below its point, step by step, until it clears
     the labels already placed (greedy; text width estimated from its length), so that close points
-    (an fp32 model and its int8 copy) stay readable."""
+    (an fp32 model and its int8 copy) stay readable. A label is put to the right of its point, or
+    to the left where it would run past the plot's right edge, and never beyond the top or bottom
+    edge when a place inside is free. Call it after the layout is fixed (pixel positions)."""
     ax.autoscale_view()
     px_per_pt = ax.figure.dpi / 72
     height = 1.35 * fontsize
-    placed: list[tuple[float, float, float, float]] = []
+    frame = ax.get_window_extent()
+    marker = 5 * px_per_pt  # labels also keep clear of the other points' markers
+    points = [ax.transData.transform((x, y)) for x, y in zip(xs, ys)]
+    placed: list[tuple[float, float, float, float]] = [(x - marker, y - marker, x + marker, y + marker)
+                                                       for x, y in points]
     order = sorted(range(len(labels)), key=lambda i: (-ys[i], xs[i]))
     for i in order:
-        px, py = ax.transData.transform((xs[i], ys[i]))
+        px, py = points[i]
         width = 0.58 * fontsize * len(labels[i])
-        for dy in [4.0] + [sign * (4.0 + k * height) for k in range(1, 6) for sign in (1, -1)]:
-            box = (px + 6 * px_per_pt, py + dy * px_per_pt,
-                   px + (6 + width) * px_per_pt, py + (dy + height) * px_per_pt)
-            if not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in placed):
-                break
-        placed.append(box)
-        ax.annotate(labels[i], (xs[i], ys[i]), textcoords="offset points", xytext=(6, dy), fontsize=fontsize,
+        right_fits = px + (6 + width) * px_per_pt <= frame.x1
+        sides = [1, -1] if right_fits or px - (6 + width) * px_per_pt < frame.x0 else [-1, 1]
+        candidates = [(side, dy) for side in sides
+                      for dy in [4.0] + [sign * (4.0 + k * height) for k in range(1, 6) for sign in (1, -1)]]
+
+        def box_of(side, dy, px=px, py=py, width=width):
+            x0 = px + 6 * px_per_pt if side > 0 else px - (6 + width) * px_per_pt
+            return (x0, py + dy * px_per_pt, x0 + width * px_per_pt, py + (dy + height) * px_per_pt)
+
+        def free(box):
+            return not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in placed)
+
+        def inside(box):
+            return frame.x0 <= box[0] and box[2] <= frame.x1 and frame.y0 <= box[1] and box[3] <= frame.y1
+
+        side, dy = next((c for c in candidates if free(box_of(*c)) and inside(box_of(*c))),
+                        next((c for c in candidates if free(box_of(*c))), candidates[0]))
+        placed.append(box_of(side, dy))
+        ax.annotate(labels[i], (xs[i], ys[i]), textcoords="offset points", xytext=(6 * side, dy),
+                    ha="left" if side > 0 else "right", fontsize=fontsize, annotation_clip=False,
                     arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "grey"} if abs(dy) > height else None)
+
+
+def speaker_strip(long: pd.DataFrame, title: str, order: list[str] | None = None) -> Figure:
+    """UA (%) of every test speaker, one row per run (seaborn stripplot), the run's worst speaker
+    named beside its point. ``long`` has ``run`` (row label), ``speaker`` and ``ua`` (fraction)."""
+    order = order or list(dict.fromkeys(long["run"]))
+    fig = Figure(figsize=(7.5, 1.4 + 0.5 * len(order)))
+    ax = fig.add_subplot()
+    df = long.assign(ua_pct=100 * pd.to_numeric(long["ua"], errors="coerce")).dropna(subset=["ua_pct"])
+    sns.stripplot(data=df, x="ua_pct", y="run", order=order, ax=ax, jitter=0.18, size=5, alpha=0.75,
+                  color="#2c7fb8", orient="h")
+    for row, run in enumerate(order):
+        s = df[df["run"] == run]
+        if len(s):
+            ax.plot([s["ua_pct"].median()] * 2, [row - 0.3, row + 0.3], color="black", lw=1.2)
+            worst = s.loc[s["ua_pct"].idxmin()]
+            tied = int((s["ua_pct"] == worst["ua_pct"]).sum()) - 1
+            ax.annotate(str(worst["speaker"]) + (f" (+{tied} tied)" if tied else ""), (worst["ua_pct"], row), textcoords="offset points", xytext=(0, -11),
+                        ha="center", va="top", fontsize=6.5, color="#333333",
+                        bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.7})
+    ax.set_xlim(-2, 102)
+    ax.set_xlabel("UA per test speaker (%); bar: median speaker; named: worst speaker")
+    ax.set_ylabel("")
+    ax.tick_params(axis="y", labelsize=7.5)
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, axis="x", alpha=0.3)
+    fig.tight_layout()
+    return fig
 
 
 def _cost_scale(ax, values: np.ndarray) -> None:

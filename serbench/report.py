@@ -16,6 +16,13 @@ figures; :func:`write` renders them to files. Choices, and why:
   so (same corpus, label map and classes, model, recipe, head, mode, weights and kind of data): a
   4-class UA minus an 8-class UA, or an MLP probe against a logistic-regression one, measures
   nothing. For the same reason the default selection keeps the latest run per label map and head.
+* Uncertainty (see :mod:`serbench.stats`): a run's UA/WA/macro-F1 is shown twice, as the mean ±
+  std over folds and as the pooled score with its 95 % interval from a bootstrap over *speakers*
+  (stored by ``serbench run`` in ``summary["ci"]``); a compressed run's difference to the fp32
+  run of the same invocation (``summary["paired"]``) gets its own table with a verdict that says
+  "indistinguishable" when the interval covers 0; the leakage gap gets a paired speaker-clustered
+  interval computed here from both runs' stored predictions. Runs stored before these existed
+  show "—" and are left out of the new views; nothing fails on them.
 * Files are written to a temporary name and renamed, so an interrupted report never leaves a
   half-written file under the final name.
 """
@@ -24,6 +31,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -32,11 +40,12 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
-from serbench import __version__, atomic, pareto
+from serbench import __version__, atomic, pareto, stats
 from serbench.errors import SerbenchError
 from serbench.store import Store
 
 SELECT_KEY = ("model", "recipe", "protocol", "mode", "synthetic", "label_map", "head")
+SCORES = stats.SCORES  # ua, wa, macro_f1
 DEFAULT_HEAD = "mlp"  # runs stored before the head choice have no "head" in their config: the MLP probe
 FRONTS = {"front_size": {"size_mb": "min", "ua": "max"},
           "front_latency": {"latency_p50_ms": "min", "ua": "max"},
@@ -121,6 +130,7 @@ def _run_row(db: Store, run: dict) -> dict:
         "train_only": list(proto.get("train_only") or []), "folds": summary.get("folds"),
         "ua": ua, "ua_std": _std(summary, "ua"), "wa": _mean(summary, "wa"), "wa_std": _std(summary, "wa"),
         "macro_f1": _mean(summary, "macro_f1"), "macro_f1_std": _std(summary, "macro_f1"),
+        **_ci_columns(summary),
         "classes": list(cfg.get("classes") or summary.get("classes") or []),
         **meas,
         "acc_per_mb": acc_per_mb(ua, size),
@@ -129,8 +139,34 @@ def _run_row(db: Store, run: dict) -> dict:
         "recall": {c: v.get("mean") for c, v in (summary.get("recall") or {}).items()},
         "f1": {c: v.get("mean") for c, v in (summary.get("f1") or {}).items()},
         "audit": [_fold_audit(a) for a in folds["audit"].tolist()],
+        "per_speaker": [s for s in (summary.get("per_speaker") or []) if isinstance(s, dict)],
+        "paired": summary.get("paired") if isinstance(summary.get("paired"), dict) else None,
     }
     return row
+
+
+def _ci_columns(summary: dict) -> dict:
+    """``ua_pooled``, ``ua_ci_low``, ``ua_ci_high`` (and the same for wa, macro_f1) from the run's
+    stored speaker-bootstrap (``summary["ci"]``), plus how many speakers and draws it used;
+    ``None`` for runs stored before intervals existed."""
+    ci = summary.get("ci") if isinstance(summary.get("ci"), dict) else {}
+    out = {}
+    for key in SCORES:
+        s = ci.get(key) if isinstance(ci.get(key), dict) else {}
+        out.update({f"{key}_pooled": _float(s.get("value")), f"{key}_ci_low": _float(s.get("low")),
+                    f"{key}_ci_high": _float(s.get("high"))})
+    out.update({"ci_clusters": ci.get("clusters"), "ci_n_resamples": ci.get("n_resamples"),
+                "ci_confidence": ci.get("confidence"), "ci_seed": ci.get("seed")})
+    return out
+
+
+def _float(x) -> float | None:
+    """A finite float, else None (missing, NaN, not a number)."""
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
 
 
 def acc_per_mb(ua: float | None, size_mb: float | None) -> float | None:
@@ -252,9 +288,11 @@ def comparable(a: dict, b: dict, corpus: str, fields: tuple[str, ...] = COMPARAB
     return key is not None and key == comparable_key(b, corpus, fields)
 
 
-def leakage_table(table: pd.DataFrame) -> pd.DataFrame:
+def leakage_table(table: pd.DataFrame, db: Store | None = None) -> pd.DataFrame:
     """For each pair of :func:`comparable` runs on one corpus: random-split UA minus
-    speaker-independent UA, with both runs' per-fold audits (speakers shared by train and test)."""
+    speaker-independent UA, with both runs' per-fold audits (speakers shared by train and test).
+    With ``db``, each pair also gets the paired bootstrap interval of the gap from both runs'
+    stored predictions (see :func:`leakage_interval`); without it those columns are empty."""
     rows = table.to_dict("records")
     within = [r for r in rows if r["corpus"] and not r["test_corpora"]]
     out = []
@@ -272,13 +310,143 @@ def leakage_table(table: pd.DataFrame) -> pd.DataFrame:
                 "random_audit": _audit_text(leaky["audit"]), "speaker_independent_audit": _audit_text(si["audit"]),
                 "check": "ok" if not any(si_shared) else "AUDIT: speaker-independent run shares speakers",
                 "marks": leaky["marks"], "run_ids": f"{leaky['run_id']} vs {si['run_id']}",
+                **(_leakage_ci(db, leaky, si) if db is not None else dict.fromkeys(LEAKAGE_CI_COLUMNS)),
             })
     return pd.DataFrame(out, columns=LEAKAGE_COLUMNS)
 
 
+LEAKAGE_CI_COLUMNS = ["leakage_pooled", "leakage_ci_low", "leakage_ci_high", "leakage_ci_unit",
+                      "leakage_ci_utterances", "leakage_ci_note"]
 LEAKAGE_COLUMNS = ["model", "recipe", "head", "mode", "corpus", "label_map", "random_protocol",
                    "speaker_independent_protocol", "ua_random", "ua_speaker_independent", "leakage", "random_audit",
-                   "speaker_independent_audit", "check", "marks", "run_ids"]
+                   "speaker_independent_audit", "check", "marks", "run_ids", *LEAKAGE_CI_COLUMNS]
+UTTERANCE_UNIT = "utterance (speakers not stored with the predictions: too narrow)"
+
+
+def _leakage_ci(db: Store, leaky: dict, si: dict) -> dict:
+    """Draws and seed: those of the speaker-independent run's own interval, else the defaults."""
+    n_resamples = int(_float(si.get("ci_n_resamples")) or stats.N_RESAMPLES)
+    seed = int(_float(si.get("ci_seed")) or 0)
+    return leakage_interval(db.predictions(int(leaky["run_id"])), db.predictions(int(si["run_id"])),
+                            leaky["classes"], n_resamples=n_resamples, seed=seed)
+
+
+def leakage_interval(random_preds: pd.DataFrame, si_preds: pd.DataFrame, classes,
+                     n_resamples: int = stats.N_RESAMPLES, seed: int = 0) -> dict:
+    """Random-split UA minus speaker-independent UA, pooled over the utterances both runs predicted
+    (aligned on ``utt_id``, same true label), with the interval of :func:`serbench.stats.paired_bootstrap`
+    (both runs scored on the same draws). Draws resample speakers when the stored predictions name
+    the speaker of every shared utterance (``speaker``, from either run); otherwise utterances, which
+    ignores that a speaker's clips are correlated and so gives too narrow an interval -
+    ``leakage_ci_unit`` says which. An utterance predicted in
+    several folds of one run (repeated splits) counts once, with its first fold's prediction."""
+    empty = dict.fromkeys(LEAKAGE_CI_COLUMNS)
+    notes = []
+    frames = []
+    for name, preds in (("random split", random_preds), ("speaker-independent", si_preds)):
+        preds = preds.sort_values(["fold", "utt_id"]) if "fold" in preds else preds
+        repeated = int(preds["utt_id"].duplicated().sum())
+        if repeated:
+            notes.append(f"{name}: {repeated} repeated prediction(s) of an utterance left out (first fold's kept)")
+        frames.append(preds.drop_duplicates("utt_id"))
+    a, b = frames
+    both = a.merge(b, on="utt_id", suffixes=("_r", "_s"))
+    mismatch = int((both["y_true_r"] != both["y_true_s"]).sum())
+    both = both[both["y_true_r"] == both["y_true_s"]]
+    if mismatch:
+        notes.append(f"{mismatch} utterance(s) with different true labels left out")
+    if len(both) != len(a) or len(both) != len(b):
+        notes.append(f"on the {len(both)} utterances both runs predicted (random split: {len(a)}, "
+                     f"speaker-independent: {len(b)})")
+    if both.empty:
+        return {**empty, "leakage_ci_utterances": 0, "leakage_ci_note": "; ".join(notes) or "no predictions"}
+    speakers = None
+    named = [both[c].where(both[c].astype(str) != "") for c in ("speaker_s", "speaker_r") if c in both]
+    if named:  # either run's stored speaker of the utterance (a run stored before speakers has none)
+        spk = named[0].fillna(named[1]) if len(named) == 2 else named[0]
+        speakers = spk.astype(str).to_numpy() if spk.notna().all() else None
+    unit = "speaker" if speakers is not None else UTTERANCE_UNIT
+    clusters = speakers if speakers is not None else both["utt_id"].astype(str).to_numpy()
+    res = stats.paired_bootstrap(both["y_true_r"].tolist(), both["y_pred_s"].tolist(), both["y_pred_r"].tolist(),
+                                 clusters, list(classes), n_resamples=n_resamples, seed=seed)
+    return {"leakage_pooled": res["ua"]["delta"], "leakage_ci_low": _float(res["ua"]["low"]),
+            "leakage_ci_high": _float(res["ua"]["high"]), "leakage_ci_unit": unit,
+            "leakage_ci_utterances": int(len(both)), "leakage_ci_note": "; ".join(notes)}
+
+
+# -- compressed vs fp32, per speaker ------------------------------------------------------------
+
+
+PAIRED_COLUMNS = ["run_id", "model", "recipe", "reference_run", "reference_recipe", "protocol", "label_map", "head",
+                  "mode", "delta_ua", "delta_ci_low", "delta_ci_high", "p_value", "mcnemar_p", "agreement",
+                  "verdict", "delta_wa", "delta_wa_ci_low", "delta_wa_ci_high", "delta_macro_f1",
+                  "delta_macro_f1_ci_low", "delta_macro_f1_ci_high", "clusters", "n_resamples", "confidence",
+                  "marks"]
+
+
+def verdict(low, high, reference: str = "fp32", covers_zero=None) -> str:
+    """What a difference's interval says: "indistinguishable from fp32" when it covers 0, else
+    "worse than fp32" (all below 0) or "better than fp32" (all above); "—" without an interval."""
+    low, high = _float(low), _float(high)
+    if low is None or high is None:
+        if covers_zero is None:
+            return "—"
+        return f"indistinguishable from {reference}" if covers_zero else f"different from {reference}"
+    if low <= 0 <= high:
+        return f"indistinguishable from {reference}"
+    return f"worse than {reference}" if high < 0 else f"better than {reference}"
+
+
+def paired_table(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per run with a stored paired comparison to the reference (fp32) run of its
+    invocation (``summary["paired"]``): the differences (new minus fp32) of UA, WA and macro-F1
+    with their speaker-clustered intervals, the bootstrap p-value of ΔUA, McNemar's exact p,
+    prediction agreement, the verdict, and ``recall_change_<class>`` columns."""
+    out = []
+    for r in table.to_dict("records"):
+        p = r.get("paired")
+        if not p:
+            continue
+        d = {k: p.get(k) if isinstance(p.get(k), dict) else {} for k in SCORES}
+        mc = p.get("mcnemar") if isinstance(p.get("mcnemar"), dict) else {}
+        ref = p.get("reference_recipe") or "fp32"
+        out.append({
+            "run_id": r["run_id"], "model": r["model"], "recipe": r["recipe"], "reference_run": p.get("reference_run"),
+            "reference_recipe": ref, "protocol": r["protocol"], "label_map": r["label_map"], "head": r["head"],
+            "mode": r["mode"], "delta_ua": _float(d["ua"].get("delta")), "delta_ci_low": _float(d["ua"].get("low")),
+            "delta_ci_high": _float(d["ua"].get("high")), "p_value": _float(d["ua"].get("p_value")),
+            "mcnemar_p": _float(mc.get("p_value")), "agreement": _float(p.get("agreement")),
+            "verdict": verdict(d["ua"].get("low"), d["ua"].get("high"), ref, d["ua"].get("covers_zero")),
+            **{f"delta_{k}{suffix}": _float(d[k].get(src)) for k in ("wa", "macro_f1")
+               for suffix, src in (("", "delta"), ("_ci_low", "low"), ("_ci_high", "high"))},
+            "clusters": p.get("clusters"), "n_resamples": p.get("n_resamples"), "confidence": p.get("confidence"),
+            "marks": r["marks"],
+            **{f"recall_change_{c}": _float(v) for c, v in (p.get("recall_change") or {}).items()},
+        })
+    return pd.DataFrame(out, columns=None if out else PAIRED_COLUMNS)
+
+
+SPEAKER_COLUMNS = ["run_id", "model", "recipe", "protocol", "label_map", "head", "speaker", "n", "ua", "wa",
+                   "macro_f1", "marks"]
+
+
+def speakers_table(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per (run, test speaker) from the runs' stored ``summary["per_speaker"]`` (pooled
+    over folds), worst UA first within a run."""
+    out = []
+    for r in table.to_dict("records"):
+        rows = sorted(r.get("per_speaker") or [], key=lambda s: (_sortable(s.get("ua")), str(s.get("speaker"))))
+        for s in rows:
+            out.append({"run_id": r["run_id"], "model": r["model"], "recipe": r["recipe"], "protocol": r["protocol"],
+                        "label_map": r["label_map"], "head": r["head"], "speaker": s.get("speaker"),
+                        "n": s.get("n"), "ua": _float(s.get("ua")), "wa": _float(s.get("wa")),
+                        "macro_f1": _float(s.get("macro_f1")), "marks": r["marks"]})
+    return pd.DataFrame(out, columns=SPEAKER_COLUMNS)
+
+
+def _sortable(x) -> float:
+    x = _float(x)
+    return float("inf") if x is None else x
 
 
 def _audit_text(audit: list[dict]) -> str:
@@ -329,16 +497,19 @@ class Report:
     cross: pd.DataFrame
     store: str
     figures: dict = field(default_factory=dict)  # file stem -> (title, Figure)
+    paired: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=PAIRED_COLUMNS))
+    speakers: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=SPEAKER_COLUMNS))
 
 
 def build(db: Store, run_ids: list[int] | None = None, figures: bool = True) -> Report:
     """Read the store and assemble every table (and, with ``figures``, every plot)."""
     table = add_fronts(run_table(db, select_runs(db.runs(), run_ids)))
-    rep = Report(table, leakage_table(table), cross_corpus_table(table), str(db.path))
+    rep = Report(table, leakage_table(table, db), cross_corpus_table(table), str(db.path),
+                 paired=paired_table(table), speakers=speakers_table(table))
     if figures:
         from serbench import plots  # lazy: matplotlib/seaborn are slow to import; the gate needs neither
 
-        rep.figures = plots.report_figures(rep.runs, rep.cross)
+        rep.figures = plots.report_figures(rep.runs, rep.cross, rep.speakers)
     return rep
 
 
@@ -369,6 +540,28 @@ def _num(x, spec: str) -> str:
     return "—" if x is None or pd.isna(x) else format(float(x), spec)
 
 
+def _ci(value, low, high, scale: float = 100, spec: str = ".1f") -> str:
+    """``61.4 [58.0, 64.9]`` (in points for fractions); "—" where the run has no interval."""
+    value, low, high = _float(value), _float(low), _float(high)
+    if value is None:
+        return "—"
+    text = _fmt(scale * value, spec)
+    if low is None or high is None:
+        return text
+    return f"{text} [{_fmt(scale * low, spec)}, {_fmt(scale * high, spec)}]"
+
+
+def _fmt(x: float, spec: str) -> str:
+    """``format`` without a negative zero (-0.00001 shows as 0.0 / +0.0, not -0.0)."""
+    text = format(x, spec)
+    return format(0.0, spec) if float(text) == 0 else text
+
+
+def _p(x) -> str:
+    x = _float(x)
+    return "—" if x is None else ("< 0.001" if x < 0.001 else f"{x:.3f}")
+
+
 def _front(x) -> str:
     return "n/a" if x is None or pd.isna(x) else ("yes" if x else "no")
 
@@ -381,8 +574,10 @@ def runs_display(t: pd.DataFrame) -> pd.DataFrame:
         rows.append({
             "run": r["run_id"], "model/recipe": r["label"], "head": r["head"], "protocol": r["protocol"],
             "label map": r["label_map"],
-            "UA %": _pm(r["ua"], r["ua_std"]), "WA %": _pm(r["wa"], r["wa_std"]),
-            "macro-F1 %": _pm(r["macro_f1"], r["macro_f1_std"]),
+            "UA % (fold mean ± std)": _pm(r["ua"], r["ua_std"]),
+            "UA % pooled [95% speaker CI]": _ci(r.get("ua_pooled"), r.get("ua_ci_low"), r.get("ua_ci_high")),
+            "WA % (fold mean ± std)": _pm(r["wa"], r["wa_std"]),
+            "macro-F1 % (fold mean ± std)": _pm(r["macro_f1"], r["macro_f1_std"]),
             **{f"F1 {c} %": pct(r["f1"].get(c)) for c in classes},
             "size MB": _num(r["size_mb"], ".1f"), "latency p50 ms": _num(r["latency_p50_ms"], ".0f"),
             "UA/MB": ("n/a (weight-free, 0 MB)" if r["size_mb"] == 0 else _num(r["acc_per_mb"], ".3g")),
@@ -412,8 +607,59 @@ def leakage_display(t: pd.DataFrame) -> pd.DataFrame:
         "leakage (points)": _num(None if r["leakage"] is None else 100 * r["leakage"], "+.1f"),
         "random: shared/test speakers per fold": r["random_audit"],
         "speaker-indep.: shared/test speakers per fold": r["speaker_independent_audit"],
+        "leakage pooled [95% CI] (points)": _ci(r.get("leakage_pooled"), r.get("leakage_ci_low"),
+                                                r.get("leakage_ci_high"), spec="+.1f"),
+        "CI resamples": _leakage_unit_text(r),
         "check": r["check"], "marks": r["marks"], "runs": r["run_ids"],
     } for r in t.to_dict("records")])
+
+
+def _leakage_unit_text(r: dict) -> str:
+    unit = r.get("leakage_ci_unit")
+    if not unit or pd.isna(unit):
+        return "—"
+    note = r.get("leakage_ci_note")
+    n = r.get("leakage_ci_utterances")
+    text = f"{unit}s" if unit == "speaker" else unit
+    text += "" if n is None or pd.isna(n) else f", {int(n)} utterances"
+    return text + (f"; {note}" if isinstance(note, str) and note else "")
+
+
+def paired_display(t: pd.DataFrame) -> pd.DataFrame:
+    classes = [c[len("recall_change_"):] for c in t.columns if c.startswith("recall_change_")]
+    return pd.DataFrame([{
+        "run": r["run_id"], "model/recipe": f"{r['model']}/{r['recipe']}" + (" (ft)" if r["mode"] == "finetune" else ""),
+        "vs run": f"{r['reference_run']} ({r['reference_recipe']})", "protocol": r["protocol"], "head": r["head"],
+        "label map": r["label_map"],
+        "ΔUA points [95% speaker CI]": _ci(r["delta_ua"], r["delta_ci_low"], r["delta_ci_high"], spec="+.1f"),
+        "p (bootstrap)": _p(r["p_value"]), "McNemar p": _p(r["mcnemar_p"]),
+        "agreement %": pct(r["agreement"]), "verdict": r["verdict"],
+        "ΔWA points": _ci(r["delta_wa"], r["delta_wa_ci_low"], r["delta_wa_ci_high"], spec="+.1f"),
+        "Δmacro-F1 points": _ci(r["delta_macro_f1"], r["delta_macro_f1_ci_low"], r["delta_macro_f1_ci_high"],
+                                spec="+.1f"),
+        **{f"Δrecall {c}": _ci(r.get(f"recall_change_{c}"), None, None, spec="+.1f") for c in classes},
+        "marks": r["marks"],
+    } for r in t.to_dict("records")])
+
+
+WORST = 3  # speakers named per run
+
+
+def speakers_display(runs: pd.DataFrame, speakers: pd.DataFrame) -> pd.DataFrame:
+    """Per run with per-speaker results: how many test speakers, the median and range of their UA,
+    and the :data:`WORST` worst speakers by name."""
+    rows = []
+    for r in runs.to_dict("records"):
+        s = speakers[speakers["run_id"] == r["run_id"]]
+        if s.empty:
+            continue
+        ua = s["ua"].astype(float)
+        worst = "; ".join(f"{x['speaker']} {pct(x['ua'])} (n {x['n']})" for x in s.head(WORST).to_dict("records"))
+        rows.append({"run": r["run_id"], "model/recipe": plot_label(r), "protocol": r["protocol"],
+                     "test speakers": len(s), "speaker UA % median": pct(ua.median()),
+                     "speaker UA % range": f"{pct(ua.min())} – {pct(ua.max())}",
+                     f"worst {WORST} speakers (UA %, utterances)": worst})
+    return pd.DataFrame(rows)
 
 
 def cross_display(t: pd.DataFrame) -> pd.DataFrame:
@@ -438,9 +684,10 @@ def write_atomic(path: Path, data: bytes | str) -> Path:
     return atomic.write_bytes(path, data, what="report file")
 
 
-CSV_DROP = ["confusion", "recall", "f1", "audit", "classes", "label_maps"]  # label_map: the readable form
+CSV_DROP = ["confusion", "recall", "f1", "audit", "classes", "label_maps", "per_speaker", "paired"]  # label_map: the readable form
 MARKER = ".serbench-report.json"  # claims a report folder first, lists what serbench wrote there last
-REPORT_FILES = {"index.html", "report.md", "runs.csv", "leakage.csv", "cross_corpus.csv", "plots", MARKER}
+REPORT_FILES = {"index.html", "report.md", "runs.csv", "leakage.csv", "cross_corpus.csv", "paired.csv",
+                "speakers.csv", "plots", MARKER}
 
 
 def is_report_folder(out: Path) -> bool:
@@ -495,7 +742,8 @@ def write(rep: Report, out: str | Path, force: bool = False) -> list[Path]:
         test_corpora=lambda d: d["test_corpora"].map("+".join),
         train_only=lambda d: d["train_only"].map("+".join),
         audit=rep.runs["audit"].map(_audit_text))
-    for name, frame in (("runs.csv", runs_csv), ("leakage.csv", rep.leakage), ("cross_corpus.csv", rep.cross)):
+    for name, frame in (("runs.csv", runs_csv), ("leakage.csv", rep.leakage), ("cross_corpus.csv", rep.cross),
+                        ("paired.csv", rep.paired), ("speakers.csv", rep.speakers)):
         written.append(write_atomic(out / name, frame.to_csv(index=False)))
     sections = _sections(rep)
     written.append(write_atomic(out / "report.md", _markdown(rep, sections, images)))
@@ -528,15 +776,28 @@ def _sections(rep: Report) -> list[tuple[str, str, pd.DataFrame | None, list[str
     stems = list(rep.figures)
     pick = lambda prefix: [s for s in stems if s.startswith(prefix)]  # noqa: E731
     return [
-        ("Runs", "UA, WA and macro-F1: mean ± std over folds (%). UA/MB: UA as a fraction per MB of model "
-         "(not applicable to weight-free models). Fidelity: centred cosine of the recipe's embeddings to fp32's.",
-         runs_display(rep.runs), []),
+        ("Runs", "UA, WA and macro-F1: mean ± std over folds (%). UA pooled [95% speaker CI]: UA of all "
+         "folds' test predictions pooled, with the 95% interval of a bootstrap that resamples test speakers "
+         "(not utterances: one speaker's clips are correlated); — for runs stored without it. UA/MB: UA as a "
+         "fraction per MB of model (not applicable to weight-free models). Fidelity: centred cosine of the "
+         "recipe's embeddings to fp32's.", runs_display(rep.runs), []),
+        ("Compressed vs fp32", "Each compressed run against the fp32 run of the same serbench run invocation (same test "
+         "utterances, folds and heads): difference new minus fp32 in points, with a paired bootstrap over "
+         "test speakers (95% interval, two-sided p); McNemar's exact test on per-utterance correctness; "
+         "agreement: share of utterances with the same predicted class. A difference whose interval covers 0 "
+         "is indistinguishable from fp32.", paired_display(rep.paired) if len(rep.paired) else None, []),
         ("Pareto fronts", "Smaller size or latency and higher UA are better; a run is on the front when no other "
          "run of the same protocol and kind of data is at least as good on every axis and better on one. "
          "n/a: the run lacks that measurement (e.g. made with --no-measure).",
          fronts_display(rep.runs), pick("pareto-")),
+        ("Per-speaker results", "UA per test speaker (pooled over folds), per run: the spread and the worst "
+         "speakers by name; every speaker's UA in the strip plot. speakers.csv holds all of them.",
+         speakers_display(rep.runs, rep.speakers) if len(rep.speakers) else None, pick("speakers-")),
         ("Speaker leakage", "UA on random (speaker-dependent) splits minus UA on speaker-independent splits of "
          "the same corpus under the same label map and classes, same model, recipe, head, mode and weights. "
+         "Leakage (points): difference of the fold means. Pooled [95% CI]: the difference on the utterances "
+         "both runs predicted, with a paired bootstrap interval (resampling speakers where the predictions "
+         "name them, else utterances, which gives too narrow an interval: see the resamples column). "
          "Audits: speakers shared by train and test / speakers in test, per fold.",
          leakage_display(rep.leakage) if len(rep.leakage) else None, []),
         ("Cross-corpus", "Cross-corpus UA next to speaker-independent in-corpus UA of the same setup (same "
