@@ -63,16 +63,27 @@ def key(model: str, recipe: str, protocol: str) -> str:
 
 
 def current_entries(db: Store) -> dict[str, dict]:
-    """The latest finished run per (model, recipe, protocol), as baseline-shaped entries."""
+    """The latest finished run per (model, recipe, protocol), as baseline-shaped entries, each with
+    its test predictions (what ``--paired`` compares utterance by utterance)."""
     runs = db.runs()
     if runs.empty:
         raise SerbenchError(f"{db.path}: the store holds no runs (run the benchmark first)")
     table = report.run_table(db, report.select_runs(runs, key=GATE_KEY))
-    return {key(r["model"], r["recipe"], r["protocol"]): {k: _plain(v) for k, v in {
-        "ua": r["ua"], "acc_per_mb": r["acc_per_mb"], "size_mb": r["size_mb"], "data": r["data"],
-        "synthetic": r["data"] != "real", "weights": r["weights"], "weights_kind": r["weights_kind"],
-        "mode": r["mode"], "folds": r["folds"], "run_id": r["run_id"], "created": r["created"],
-    }.items()} for r in table.to_dict("records")}
+    out = {}
+    for r in table.to_dict("records"):
+        entry = {k: _plain(v) for k, v in {
+            "ua": r["ua"], "acc_per_mb": r["acc_per_mb"], "size_mb": r["size_mb"], "data": r["data"],
+            "synthetic": r["data"] != "real", "weights": r["weights"], "weights_kind": r["weights_kind"],
+            "mode": r["mode"], "folds": r["folds"], "run_id": r["run_id"], "created": r["created"],
+        }.items()}
+        run = db.run(int(r["run_id"]))
+        preds = db.predictions(int(r["run_id"]))
+        entry["classes"] = list(run["config"].get("classes") or [])
+        entry["predictions"] = [[u, s, t, p] for u, s, t, p in sorted(zip(
+            preds["utt_id"], preds["speaker"] if "speaker" in preds else [None] * len(preds),
+            preds["y_true"], preds["y_pred"]))]
+        out[key(r["model"], r["recipe"], r["protocol"])] = entry
+    return out
 
 
 def _plain(value):
@@ -152,8 +163,13 @@ def write_baseline(path: str | Path, entries: dict[str, dict], store: str | Path
 
 
 def compare(baseline: dict[str, dict], current: dict[str, dict], tol: Tolerance = Tolerance(),
-            allow_missing: bool = False) -> Outcome:
-    """Each baseline entry against the current run of the same name."""
+            allow_missing: bool = False, paired: bool = False, n_resamples: int = 1000, seed: int = 0) -> Outcome:
+    """Each baseline entry against the current run of the same name.
+
+    Point mode (default) fails when UA drops by more than the tolerance. ``paired`` asks whether the
+    drop is *real*: the two runs' predictions are compared utterance by utterance, and UA fails
+    only when the whole 95 % speaker-clustered interval of the difference lies below
+    ``-tol.ua`` (so noise from another seed passes, a real regression does not)."""
     out = Outcome()
     for name in sorted(baseline):
         base, cur = baseline[name], current.get(name)
@@ -169,7 +185,10 @@ def compare(baseline: dict[str, dict], current: dict[str, dict], tol: Tolerance 
             out.failures.append(f"{name}: not comparable with the baseline ({'; '.join(changed)}); "
                                 "accept the change with --update")
             continue
-        _check_ua(out, name, base["ua"], cur["ua"], tol.ua)
+        if paired:
+            _check_ua_paired(out, name, base, cur, tol.ua, n_resamples, seed)
+        else:
+            _check_ua(out, name, base["ua"], cur["ua"], tol.ua)
         _check_acc_per_mb(out, name, base.get("acc_per_mb"), cur.get("acc_per_mb"), tol.acc_per_mb)
     for name in sorted(set(current) - set(baseline)):
         out.rows.append(_row(name, "-", None, None, "new (not in baseline)"))
@@ -187,6 +206,37 @@ def _check_ua(out: Outcome, name: str, base: float, cur: float | None, tol: floa
     if status == "REGRESSED":
         out.failures.append(f"{name}: UA {base:.4f} -> {cur:.4f} ({delta:+.4f}, {100 * delta:+.2f} points; "
                             f"tolerance {tol:.4f} absolute)")
+
+
+def _check_ua_paired(out: Outcome, name: str, base: dict, cur: dict, tol: float, n_resamples: int,
+                     seed: int) -> None:
+    from serbench import stats
+
+    missing = [who for who, e in (("baseline", base), ("current run", cur)) if not e.get("predictions")]
+    if missing:
+        out.rows.append(_row(name, "ΔUA paired", None, None, "NOT COMPARABLE"))
+        out.failures.append(f"{name}: the {' and the '.join(missing)} has no stored predictions, so a paired "
+                            "comparison is impossible (rewrite the baseline with --update)")
+        return
+    b = {u: (s, t, p) for u, s, t, p in base["predictions"]}
+    c = {u: (s, t, p) for u, s, t, p in cur["predictions"]}
+    if set(b) != set(c) or any(b[u][1] != c[u][1] for u in b):
+        out.rows.append(_row(name, "ΔUA paired", None, None, "NOT COMPARABLE"))
+        out.failures.append(f"{name}: the baseline and the current run were scored on different test utterances "
+                            f"or labels ({len(set(b) ^ set(c))} utterances differ); accept with --update")
+        return
+    utts = sorted(b)
+    speakers = [b[u][0] if b[u][0] is not None else u for u in utts]   # no speakers stored: per utterance
+    classes = base.get("classes") or sorted({b[u][1] for u in utts})
+    res = stats.paired_bootstrap([b[u][1] for u in utts], [b[u][2] for u in utts], [c[u][2] for u in utts],
+                                 speakers, classes, n_resamples=n_resamples, seed=seed)["ua"]
+    status = "REGRESSED" if res["high"] < -tol - EPS else ("improved" if res["low"] > EPS else "ok")
+    change = f"{res['delta']:+.4f} [{res['low']:+.4f}, {res['high']:+.4f}]"
+    out.rows.append(_row(name, "ΔUA paired", base["ua"], cur["ua"], status, change, f"-{tol:.4f}"))
+    if status == "REGRESSED":
+        out.failures.append(f"{name}: UA {base['ua']:.4f} -> {cur['ua']:.4f}; the 95 % speaker interval of the "
+                            f"difference [{res['low']:+.4f}, {res['high']:+.4f}] lies below -{tol:.4f}: a real "
+                            "regression, not noise")
 
 
 def _check_acc_per_mb(out: Outcome, name: str, base: float | None, cur: float | None, tol: float) -> None:

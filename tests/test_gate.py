@@ -169,3 +169,86 @@ def test_baselines_that_are_not_utf8_or_well_formed_or_not_files_are_named(small
     assert main(["gate", "--store", str(small_store), "--baseline", str(folder)]) == 2
     assert f"{folder}: is a folder; --baseline wants a JSON file" in capsys.readouterr().err
     assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]  # no stray temporary
+
+
+# -- --paired: is a drop real? --------------------------------------------------------------------
+
+
+def _paired_entry(preds, ua):
+    return {"ua": ua, "acc_per_mb": None, "data": "SYNTHETIC", "weights_kind": "none",
+            "classes": ["angry", "happy", "neutral", "sad"], "predictions": preds}
+
+
+def _run_entry(tmp_path, name, change=None):
+    """egemaps on tiny synthetic LOSO (MLP head), as a gate entry; ``change`` patches the runner."""
+    from serbench.runner import Runner, RunSpec
+
+    spec = RunSpec(model="egemaps", protocol="loso", head="mlp", synthetic=True, synthetic_size="tiny",
+                   measure=False, seed=(change or {}).get("seed"))
+    runner = Runner(spec, store_path=tmp_path / f"{name}.sqlite", progress=False, log=lambda *a: None)
+    if change and "labels" in change:
+        runner._labels = change["labels"].__get__(runner)
+    runner.run()
+    with Store(tmp_path / f"{name}.sqlite") as db:
+        return gate.current_entries(db)
+
+
+def test_paired_gate_fails_a_real_regression_and_passes_another_seed(tmp_path, monkeypatch):
+    import numpy as np
+
+    from serbench.runner import Runner
+
+    monkeypatch.setenv("SERBENCH_HOME", str(tmp_path / "home"))
+    base = _run_entry(tmp_path, "base")
+    real_labels = Runner._labels
+
+    def shuffled(self, keys):            # 70 % of TRAINING labels shuffled (test labels untouched)
+        labels = real_labels(self, keys)
+        if any(keys is f.train for f in self.folds):
+            rng = np.random.default_rng(len(keys))
+            idx = rng.choice(len(labels), int(0.7 * len(labels)), replace=False)
+            for i, j in zip(idx, rng.permutation(idx)):
+                labels[i] = real_labels(self, keys)[j]
+        return labels
+
+    broken = _run_entry(tmp_path, "broken", {"labels": shuffled})
+    reseeded = _run_entry(tmp_path, "reseeded", {"seed": 1})
+    name = "egemaps/fp32/loso"
+    assert broken[name]["ua"] < base[name]["ua"] - 0.1
+    assert not gate.compare(base, broken, paired=True).passed
+    out = gate.compare(base, reseeded, paired=True)
+    assert out.passed, out.failures
+    assert base[name]["predictions"][0][1].startswith("iemocap/Ses")     # speakers stored, clustered
+
+
+def test_paired_gate_tells_noise_from_a_drop_and_refuses_what_it_cannot_pair():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    classes = ["angry", "happy", "neutral", "sad"]
+    preds, noisy, dropped = [], [], []
+    for s in range(10):
+        for u in range(40):
+            t = classes[rng.integers(4)]
+            p = t if rng.random() < 0.7 else classes[rng.integers(4)]
+            utt = f"c/s{s}u{u}"
+            preds.append([utt, f"c/s{s}", t, p])
+            noisy.append([utt, f"c/s{s}", t, p if rng.random() > 0.05 else classes[rng.integers(4)]])
+            dropped.append([utt, f"c/s{s}", t, p if rng.random() > 0.5 else classes[(classes.index(t) + 1) % 4]])
+
+    def ua(rows):
+        from serbench import metrics
+        return metrics.ua([r[2] for r in rows], [r[3] for r in rows], classes)
+
+    base = {"m/fp32/p": _paired_entry(preds, ua(preds))}
+    noise = {"m/fp32/p": _paired_entry(noisy, ua(noisy))}
+    drop = {"m/fp32/p": _paired_entry(dropped, ua(dropped))}
+    assert ua(noisy) < ua(preds) - 0.01                        # the point gate would fail on noise ...
+    assert not gate.compare(base, noise).passed
+    assert gate.compare(base, noise, paired=True).passed        # ... the paired gate does not
+    out = gate.compare(base, drop, paired=True)
+    assert not out.passed and "lies below" in out.failures[0]
+    other = {"m/fp32/p": _paired_entry(preds[:-5], ua(preds))}   # other test utterances
+    assert "different test utterances" in gate.compare(base, other, paired=True).failures[0]
+    bare = {"m/fp32/p": {**base["m/fp32/p"], "predictions": None}}
+    assert "no stored predictions" in gate.compare(bare, base, paired=True).failures[0]

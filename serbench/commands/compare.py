@@ -8,11 +8,13 @@ from serbench.errors import SerbenchError
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "compare", help="report on stored runs: Pareto fronts, leakage, cross-corpus, confusion; HTML/MD/CSV",
+        "compare", help="report on stored runs: Pareto fronts, intervals, compressed vs fp32, speakers, "
+                        "leakage, cross-corpus, confusion; HTML/MD/CSV",
         description="Reads the results store and writes index.html (self-contained, opens offline), "
-                    "report.md, runs.csv, leakage.csv, cross_corpus.csv and plots/*.png|svg.")
+                    "report.md, runs.csv, paired.csv, speakers.csv, leakage.csv, cross_corpus.csv and "
+                    "plots/*.png|svg.")
     p.add_argument("--runs", help="comma-separated run ids (default: the latest finished run per model, "
-                                  "recipe, protocol, mode and synthetic-or-real data)")
+                                  "recipe, protocol, mode, synthetic-or-real data, label map and head)")
     p.add_argument("--out", help="report folder (default: reports/<timestamp> under the current directory); "
                                  "it must be new, empty or a previous serbench report, unless --force")
     p.add_argument("--force", action="store_true",

@@ -20,6 +20,10 @@ def register(sub) -> None:
                    help="allowed relative UA-per-MB drop (overrides --tolerance)")
     p.add_argument("--allow-missing", action="store_true",
                    help="do not fail on baseline entries that have no finished run in the store")
+    p.add_argument("--paired", action="store_true",
+                   help="fail on UA only when the 95%% speaker-bootstrap interval of the difference (current "
+                        "vs baseline predictions, utterance by utterance) lies below -tolerance")
+    p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples for --paired (default 1000)")
     p.add_argument("--update", action="store_true",
                    help="write the current runs as the new baseline instead of comparing (exit 0)")
     p.add_argument("--store", help="results database (default $SERBENCH_HOME/results.sqlite)")
@@ -42,9 +46,12 @@ def run(args) -> int:
             print(f"  {name}: UA {e['ua']:.4f}, UA/MB {apm}, run {e['run_id']}, {e['data']}, {e['weights']}")
         return 0
     baseline = gate.load_baseline(args.baseline)
-    outcome = gate.compare(baseline, current, tol, allow_missing=args.allow_missing)
+    outcome = gate.compare(baseline, current, tol, allow_missing=args.allow_missing, paired=args.paired,
+                           n_resamples=args.resamples)
     print(f"gate: {len(baseline)} baseline entries ({args.baseline}) vs the latest runs in {path}")
-    print(f"tolerance: UA may drop {tol.ua:.4f} (absolute); UA per MB may drop {100 * tol.acc_per_mb:.2f}% (relative)")
+    print(f"tolerance: UA may drop {tol.ua:.4f} (absolute"
+          + ("; paired: fails only when the whole 95% speaker interval of the drop is beyond it" if args.paired else "")
+          + f"); UA per MB may drop {100 * tol.acc_per_mb:.2f}% (relative)")
     print(tabulate(outcome.rows, headers="keys", disable_numparse=True))
     if outcome.passed:
         print("gate: PASSED")
