@@ -3,6 +3,12 @@
 # against the committed baseline (reports/baseline.json), so a change that lowers UA or UA per MB
 # fails CI. Measurement-free (--no-measure): latency is noise on a shared runner, size is not.
 #
+# Two models: egemaps (logreg head, UA ~0.86 on the small synthetic LOSO: far above chance, so a
+# broken preprocessing or training step shows) and the tiny random-init backbone with an int8
+# recipe (UA per MB of a compressed model; still near chance, see README). The gate is --paired:
+# a UA drop fails only when the 95 % speaker-bootstrap interval of the difference, computed
+# utterance by utterance against the predictions kept in the baseline, lies beyond the tolerance.
+#
 #   benchmarks/ci_gate.sh            run the benchmark and gate it (exit 1 on a regression)
 #   benchmarks/ci_gate.sh --update   run it and rewrite reports/baseline.json (commit the result)
 #
@@ -13,6 +19,7 @@ cd "$(dirname "$0")/.."
 home=$(mktemp -d "${TMPDIR:-/tmp}/serbench-ci-gate.XXXXXX")
 trap 'rm -rf "$home"' EXIT
 export SERBENCH_HOME="$home" HF_HUB_OFFLINE=1 TQDM_DISABLE=1
+serbench run --model egemaps --protocol loso --synthetic --synthetic-size small --seed 0 --no-measure --quiet
 serbench run --model tiny --weights random:0 --protocol loso --synthetic --synthetic-size tiny \
   --recipe fp32,dynamic-int8 --seed 0 --no-measure --quiet
-serbench gate --baseline reports/baseline.json "$@"
+serbench gate --baseline reports/baseline.json --paired "$@"
