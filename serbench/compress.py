@@ -17,14 +17,13 @@ import hashlib
 import io
 import json
 import os
-import shutil
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from serbench import backbones, infer, paths
+from serbench import atomic, backbones, infer, paths
 from serbench.errors import SerbenchError
 from serbench.registry import PREPROCESS_DEFAULTS, ModelEntry, RecipeEntry
 
@@ -128,10 +127,9 @@ def build(model_entry: ModelEntry, recipe: RecipeEntry, weights="hub",
         return load(final)
     if model is None and not model_entry.weight_free:
         model, prov = backbones.build(model_entry, weights)
-    tmp = final.with_name(f"{final.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    # Built in a temporary folder renamed into place: a killed or failed build (a full disk, say)
+    # leaves no half-written artefact and no temporary folder, and says what could not be written.
+    with atomic.folder(final, f"artefact {final.name}", replace=True) as tmp:
         fmt, file, extra = _RECIPES[(recipe.backend, recipe.method)](model_entry, recipe, model, clips, tmp)
         meta = {"model": model_entry.name, "recipe": recipe.name, "format": fmt, "file": file,
                 "size_mb": round(folder_size_mb(tmp), 3),
@@ -139,10 +137,6 @@ def build(model_entry: ModelEntry, recipe: RecipeEntry, weights="hub",
                                "recipe_entry": recipe.content, "calibration_ids": ids,
                                "versions": _versions(), **extra}}
         (tmp / META).write_text(json.dumps(meta, indent=2, default=str))
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return load(final)
 
 

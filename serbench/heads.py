@@ -240,11 +240,15 @@ def _3d(X) -> np.ndarray:
 
 def save(fitted: nn.Module, target: Path, classes, kind: str) -> None:
     """Write the fitted head atomically: its kind, shapes, classes and state."""
+    import io
+
+    from serbench import atomic
+
     n_layers, dim = shape(fitted)
-    tmp = target.with_name(f".{target.name}.tmp")
+    buf = io.BytesIO()
     torch.save({"kind": kind, "state_dict": fitted.state_dict(), "classes": list(classes),
-                "shape": [n_layers, dim]}, tmp)
-    tmp.replace(target)
+                "shape": [n_layers, dim]}, buf)
+    atomic.write_bytes(target, buf.getvalue(), what="trained head")
 
 
 def restore(path: Path) -> tuple[nn.Module, list[str]]:

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from serbench import (audio, backbones, compress, datasets, embed, heads, labels, metrics,
+from serbench import (atomic, audio, backbones, compress, datasets, embed, heads, labels, metrics,
                       protocols, registry, stats, store, train)
 from serbench.errors import SerbenchError
 from serbench.finetune import FinetuneConfig, finetune
@@ -338,6 +338,6 @@ def with_label_maps(protocol: protocols.Protocol, maps: dict[str, str]) -> proto
 
 def _save_head(folder: Path, fold: int, head: torch.nn.Module, classes, kind: str) -> None:
     """The fold's trained head, kept beside the store for ``serbench export`` (written atomically)."""
-    folder.mkdir(parents=True, exist_ok=True)
+    atomic.makedirs(folder, "the folder of the run's trained heads")
     heads.save(head, folder / f"fold{fold}.pt", classes, kind)
-    (folder / "classes.json").write_text(json.dumps(list(classes)))
+    atomic.write_bytes(folder / "classes.json", json.dumps(list(classes)), what="classes of the trained heads")
