@@ -311,8 +311,8 @@ class Runner:
         if self.spec.measure:
             from serbench import measure  # lazy: codecarbon and friends are slow to import
 
-            self.log(f"measuring {recipe.name}: latency (interleaved with fp32), peak memory, energy, "
-                     "fidelity to fp32 (about 20 s; --no-measure skips it) ...")
+            self.log(f"measuring {recipe.name}: latency, peak memory, energy, fidelity "
+                     "(about 20 s; --no-measure skips it) ...")
             t0 = time.perf_counter()
             values.update(measure.for_run(self.entry, recipe, art, self.weights))
             self.log(f"measured {recipe.name} in {time.perf_counter() - t0:.0f} s")
