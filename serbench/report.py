@@ -245,9 +245,10 @@ def _std(summary: dict, key: str):
 
 def add_fronts(table: pd.DataFrame) -> pd.DataFrame:
     """``front_size``, ``front_latency``, ``front_3d``: True/False on that front of the run's group
-    (same protocol, same kind of data), ``None`` where the run lacks a needed number."""
+    (same protocol, same label maps, same kind of data: a 4-class UA cannot be traded against an
+    8-class one), ``None`` where the run lacks a needed number."""
     out = table.copy()
-    out["pareto_group"] = [f"{p} · {d}" for p, d in zip(out["protocol"], out["data"])]
+    out["pareto_group"] = [f"{p} · {m} · {d}" for p, m, d in zip(out["protocol"], out["label_map"], out["data"])]
     for col in FRONTS:
         out[col] = pd.Series([None] * len(out), dtype=object)
     for _, idx in out.groupby("pareto_group", sort=False).groups.items():

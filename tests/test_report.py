@@ -183,7 +183,7 @@ def test_fronts_per_protocol_and_data_kind(hand):
     assert front("D", "front_latency") is None and front("D", "front_3d") is None  # no latency measured
     # the synthetic tiny run is in its own group: the real-data egemaps (0 MB, better) does not knock it off
     assert front("G", "front_size") is True
-    assert t.loc[ids["G"], "pareto_group"] == "loso · SYNTHETIC"
+    assert t.loc[ids["G"], "pareto_group"] == "loso · iemocap-4class · SYNTHETIC"
     # weight-free: accuracy per MB is not applicable, not infinite
     assert t.loc[ids["D"], "acc_per_mb"] is None or pd.isna(t.loc[ids["D"], "acc_per_mb"])
     assert report.acc_per_mb(0.5, 0) is None and report.acc_per_mb(0.5, 2) == 0.25
@@ -241,6 +241,8 @@ def test_leakage_pairs_runs_only_under_the_same_label_map(maps, tmp_path):
         "ravdess-4class", "ravdess-4class", "crema-d-4class + iemocap-4class + ravdess-4class",
         "ravdess-8class", "ravdess-8class"]
     assert set(t["head"]) == {"mlp"}  # stored without a head: the MLP probe
+    # a 4-class UA is never traded against an 8-class one on a Pareto front
+    assert t.loc[ids["S4"], "pareto_group"] != t.loc[ids["S8"], "pareto_group"]
     expected = {f"{ids['R4']} vs {ids['S4']}": ("ravdess-4class", 0.7 - 0.6),
                 f"{ids['R8']} vs {ids['S8']}": ("ravdess-8class", 0.5 - 0.3)}
     for leak in (rep.leakage, _build(maps.path, list(ids.values())).leakage):  # default and explicit selection
@@ -300,7 +302,8 @@ def test_report_files_are_written_self_contained_and_marked(hand, tmp_path):
     md = (out / "report.md").read_text()
     for name in ("runs.csv", "leakage.csv", "cross_corpus.csv"):
         assert (out / name).stat().st_size > 0
-    for stem in ("pareto-size-loso-real", "pareto-latency-loso-real", "pareto-3d-loso-real",
+    for stem in ("pareto-size-loso-iemocap-4class-real", "pareto-latency-loso-iemocap-4class-real",
+                 "pareto-3d-loso-iemocap-4class-real",
                  "cross-corpus-recall", f"confusion-run{hand.ids['G']}"):
         for ext in ("png", "svg"):
             assert (out / "plots" / f"{stem}.{ext}").stat().st_size > 1000, stem

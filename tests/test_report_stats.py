@@ -155,8 +155,8 @@ def test_speakers_csv_and_the_worst_speakers_are_named(hand, tmp_path):
                           expect[["speaker", "ua", "n"]].head(report.WORST).itertuples(index=False))
         assert worst in md and worst in html
     # the strip plot: one per protocol-and-data group with per-speaker results
-    assert (out / "plots" / "speakers-loso-real.png").stat().st_size > 1000
-    assert "UA per test speaker, loso · real" in html
+    assert (out / "plots" / "speakers-loso-iemocap-4class-real.png").stat().st_size > 1000
+    assert "UA per test speaker, loso · iemocap-4class · real" in html
 
 
 def test_speaker_strip_plot_has_one_row_per_run_and_every_speaker():
@@ -249,7 +249,7 @@ def test_leakage_interval_is_wider_with_speakers_and_uses_the_shared_utterances(
 def test_pareto_plots_have_ua_error_bars_and_labels_inside_the_axes(hand):
     rep = _build(hand.path, figures=True)
     t = rep.runs.set_index("run_id")
-    _, fig = rep.figures["pareto-size-loso-real"]
+    _, fig = rep.figures["pareto-size-loso-iemocap-4class-real"]
     ax = fig.axes[0]
     bars = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
     assert len(bars) == 1
