@@ -1,3 +1,7 @@
 """serbench: benchmark and evaluate compressed speech-emotion-recognition models."""
 
 __version__ = "0.1.0"
+
+from serbench.api import bench, results, run  # noqa: E402  (the front door; see serbench/api.py)
+
+__all__ = ["__version__", "bench", "results", "run"]

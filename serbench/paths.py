@@ -6,13 +6,34 @@ corpora) lives under one folder, ``SERBENCH_HOME``, so a user can see, move or d
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 from serbench.errors import SerbenchError
 
 
+_HOME: ContextVar[Path | None] = ContextVar("serbench_home", default=None)
+
+
+@contextmanager
+def using_home(folder: str | Path | None):
+    """Inside the block, :func:`home` is ``folder`` (``None``: unchanged). What the API's ``home=``
+    does, so a notebook or a benchmark need not set environment variables mid-process."""
+    token = _HOME.set(Path(folder).expanduser()) if folder is not None else None
+    try:
+        yield
+    finally:
+        if token is not None:
+            _HOME.reset(token)
+
+
 def home() -> Path:
-    """``$SERBENCH_HOME``, else ``$XDG_CACHE_HOME/serbench``, else ``~/.cache/serbench``."""
+    """The ``home=`` of the API call in progress, else ``$SERBENCH_HOME``, else
+    ``$XDG_CACHE_HOME/serbench``, else ``~/.cache/serbench``."""
+    override = _HOME.get()
+    if override is not None:
+        return override
     env = os.environ.get("SERBENCH_HOME")
     if env:
         return Path(env).expanduser()

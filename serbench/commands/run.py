@@ -6,9 +6,6 @@ import sys
 
 from tabulate import tabulate
 
-from serbench import backbones
-from serbench.runner import Runner, RunSpec
-
 
 def register(sub) -> None:
     p = sub.add_parser("run", help="evaluate a model under a protocol, for one or more compression recipes")
@@ -42,40 +39,22 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from serbench import datasets
+    from serbench import api, datasets
     from serbench.finetune import FinetuneConfig
 
-    spec = RunSpec(
-        model=args.model, protocol=args.protocol,
-        recipes=tuple(r.strip() for r in args.recipe.split(",") if r.strip()),
+    quiet = args.quiet or args.json
+    df = api.run(
+        args.model, args.protocol, tuple(r.strip() for r in args.recipe.split(",") if r.strip()),
+        store=args.store, resume=args.resume, progress=not quiet, log=None if quiet else print,
         mode=args.mode, weights=args.weights, corpus=args.corpus, head=args.head,
         label_maps=parse_label_maps(args.label_map),
         data=datasets.parse_data_args(args.data), synthetic=args.synthetic,
         synthetic_size=args.synthetic_size, seed=args.seed, measure=not args.no_measure,
         finetune=FinetuneConfig(**({"epochs": args.epochs} if args.epochs else {})),
     )
-    quiet = args.quiet or args.json
-    runner = Runner(spec, store_path=args.store, resume=args.resume, progress=not quiet,
-                    log=(lambda *_: None) if quiet else print)
-    results = runner.run()
-    for note in runner.notes:
+    for note in df.attrs["notes"]:
         print(f"note: {note}", file=sys.stderr)
-    synthetic = all(s.synthetic for s in runner.sources.values())
-    weights = backbones.describe(runner.weights)
-    rows = []
-    for r in results:
-        m = r.measurements
-        rows.append({
-            "run_id": r.run_id, "model": spec.model, "recipe": r.recipe, "protocol": runner.protocol.name,
-            "mode": spec.mode, "head": runner.head_name, "label_maps": runner.label_maps,
-            "ua": r.summary["ua"], "wa": r.summary["wa"], "macro_f1": r.summary["macro_f1"],
-            "ci": r.summary["ci"], "paired": r.summary.get("paired"),
-            "worst_speakers": r.summary["per_speaker"][:3],
-            "size_mb": m.get("size_mb"), "latency_p50_ms": m.get("latency_p50_ms"),
-            "shared_speakers_train_test": r.summary["audit"]["shared_speakers_train_test"],
-            "weights": weights, "synthetic": synthetic, "flags": m.get("flags", []),
-            "skipped_files": {n: len(m_.skipped) for n, m_ in runner.manifests.items()},
-        })
+    rows = df.attrs["runs"]
     if args.json:
         print(json.dumps({"runs": rows}, indent=2, default=str))
         return 0
@@ -83,9 +62,7 @@ def run(args) -> int:
               _ci(r["ci"]["ua"]), _pm(r["ua"]), _ci(r["ci"]["wa"]), _ci(r["ci"]["macro_f1"]),
               ", ".join(r["flags"])] for r in rows]
     print()
-    maps = ", ".join(f"{c}: {m}" for c, m in runner.label_maps.items())
-    print(f"{spec.model} on {runner.protocol.name} ({spec.mode}, head {runner.head_name}; labels {maps}; "
-          f"seed {runner.seed}); weights: {weights}" + ("; DATA: SYNTHETIC" if synthetic else ""))
+    print(df.attrs["title"])
     print(tabulate(table, headers=["run", "recipe", "size MB", "latency ms", "UA % [95% CI]", "UA folds",
                                    "WA % [95% CI]", "macro-F1 % [95% CI]", "flags"], disable_numparse=True))
     ci = rows[0]["ci"]
@@ -98,7 +75,7 @@ def run(args) -> int:
         print(f"\ncompressed vs {ref} (same folds, heads and test utterances):")
         print(tabulate([[r["run_id"], r["recipe"], _delta(r["paired"]["ua"]), f"{r['paired']['ua']['p_value']:.3f}",
                          f"{r['paired']['mcnemar']['p_value']:.3f}", f"{100 * r['paired']['agreement']:.1f}",
-                         verdict(r["paired"])] for r in paired],
+                         api.verdict(r["paired"])] for r in paired],
                        headers=["run", "recipe", "ΔUA points [95% CI]", "p (bootstrap)", "McNemar p",
                                 "agreement %", "verdict"], disable_numparse=True))
     worst = ", ".join(f"{w['speaker']} {100 * w['ua']:.0f} %" for w in rows[0]["worst_speakers"])
@@ -137,14 +114,6 @@ def _ci(stat: dict) -> str:
 
 def _delta(stat: dict) -> str:
     return f"{100 * stat['delta']:+.1f} [{100 * stat['low']:+.1f}, {100 * stat['high']:+.1f}]"
-
-
-def verdict(paired: dict) -> str:
-    """What the UA difference's interval says."""
-    ua = paired["ua"]
-    if ua["covers_zero"]:
-        return "indistinguishable from " + paired["reference_recipe"]
-    return ("worse than " if ua["high"] < 0 else "better than ") + paired["reference_recipe"]
 
 
 def _fmt(value, spec: str) -> str:

@@ -1,0 +1,144 @@
+"""The front door: serbench from Python, plain data out.
+
+    import serbench
+    df = serbench.run(model="egemaps", protocol="speaker-kfold", synthetic=True, home="/tmp/x")
+    df[["recipe", "ua", "ua_ci_low", "ua_ci_high"]]
+    serbench.results(home="/tmp/x")                     # every finished run in the store
+
+Each function takes ``home=`` (the SERBENCH_HOME of this call: caches, artefacts, synthetic
+corpora, the default store) and ``store=`` (the results database) instead of environment
+variables, and returns a pandas DataFrame. The command line (``serbench run``, ``bench``) calls
+these and only formats what they return.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from serbench import paths
+
+RUN_COLUMNS = ("run_id", "model", "recipe", "protocol", "mode", "head", "label_maps",
+               "ua", "ua_ci_low", "ua_ci_high", "ua_fold_mean", "ua_fold_std",
+               "wa", "wa_ci_low", "wa_ci_high", "macro_f1", "macro_f1_ci_low", "macro_f1_ci_high",
+               "size_mb", "latency_p50_ms", "delta_ua", "delta_ua_ci_low", "delta_ua_ci_high",
+               "delta_ua_p", "mcnemar_p", "agreement", "verdict", "speakers",
+               "shared_speakers_train_test", "weights", "synthetic", "flags", "skipped_files")
+
+
+def run(model: str, protocol: str, recipes=("fp32",), *, home: str | Path | None = None,
+        store: str | Path | None = None, resume: bool = False, progress: bool = False, log=None,
+        **options) -> pd.DataFrame:
+    """``serbench run``: one row per recipe (see :data:`RUN_COLUMNS`).
+
+    ``options`` are the fields of :class:`serbench.runner.RunSpec` (``mode``, ``weights``,
+    ``corpus``, ``label_maps``, ``head``, ``data``, ``synthetic``, ``synthetic_size``, ``seed``,
+    ``measure``, ``n_resamples``, ``finetune`` ...). UA, WA and macro-F1 are pooled over all
+    folds with their 95 % speaker-bootstrap interval; ``ua_fold_mean``/``ua_fold_std`` are the
+    per-fold mean and std; ``delta_*`` compare a compressed recipe with the invocation's fp32.
+    ``df.attrs["runs"]`` holds the full JSON-ready records, ``df.attrs["notes"]`` what the user
+    must be told (skipped files, an empty resume).
+    """
+    from serbench.runner import Runner, RunSpec
+
+    recipes = (recipes,) if isinstance(recipes, str) else tuple(recipes)
+    with paths.using_home(home):
+        runner = Runner(RunSpec(model=model, protocol=protocol, recipes=recipes, **options),
+                        store_path=store, resume=resume, progress=progress,
+                        log=log or (lambda *_: None))
+        results = runner.run()
+    records = run_records(runner, results)
+    df = pd.DataFrame([_flat(r) for r in records], columns=list(RUN_COLUMNS))
+    df.attrs["runs"], df.attrs["notes"] = records, list(runner.notes)
+    df.attrs["seed"], df.attrs["title"] = runner.seed, _title(runner)
+    return df
+
+
+def run_records(runner, results) -> list[dict]:
+    """One JSON-ready record per recipe-run of a finished :class:`~serbench.runner.Runner`."""
+    from serbench import backbones
+
+    synthetic = all(s.synthetic for s in runner.sources.values())
+    weights = backbones.describe(runner.weights)
+    out = []
+    for r in results:
+        m = r.measurements
+        out.append({
+            "run_id": r.run_id, "model": runner.entry.name, "recipe": r.recipe, "protocol": runner.protocol.name,
+            "mode": runner.spec.mode, "head": runner.head_name, "label_maps": runner.label_maps,
+            "ua": r.summary["ua"], "wa": r.summary["wa"], "macro_f1": r.summary["macro_f1"],
+            "ci": r.summary["ci"], "paired": r.summary.get("paired"),
+            "worst_speakers": r.summary["per_speaker"][:3],
+            "size_mb": m.get("size_mb"), "latency_p50_ms": m.get("latency_p50_ms"),
+            "shared_speakers_train_test": r.summary["audit"]["shared_speakers_train_test"],
+            "weights": weights, "synthetic": synthetic, "flags": m.get("flags", []),
+            "skipped_files": {n: len(m_.skipped) for n, m_ in runner.manifests.items()},
+        })
+    return out
+
+
+def verdict(paired: dict) -> str:
+    """What the interval of a compressed run's UA difference to the reference says."""
+    ua = paired["ua"]
+    if ua["covers_zero"]:
+        return "indistinguishable from " + paired["reference_recipe"]
+    return ("worse than " if ua["high"] < 0 else "better than ") + paired["reference_recipe"]
+
+
+def _flat(r: dict) -> dict:
+    ci, p = r["ci"], r["paired"]
+    row = {k: r[k] for k in ("run_id", "model", "recipe", "protocol", "mode", "head", "label_maps", "size_mb",
+                             "latency_p50_ms", "shared_speakers_train_test", "weights", "synthetic", "flags",
+                             "skipped_files")}
+    for key in ("ua", "wa", "macro_f1"):
+        row[key], row[f"{key}_ci_low"], row[f"{key}_ci_high"] = ci[key]["value"], ci[key]["low"], ci[key]["high"]
+    row["ua_fold_mean"], row["ua_fold_std"] = r["ua"]["mean"], r["ua"]["std"]
+    row["speakers"] = ci["clusters"]
+    if p:
+        row.update(delta_ua=p["ua"]["delta"], delta_ua_ci_low=p["ua"]["low"], delta_ua_ci_high=p["ua"]["high"],
+                   delta_ua_p=p["ua"]["p_value"], mcnemar_p=p["mcnemar"]["p_value"], agreement=p["agreement"],
+                   verdict=verdict(p))
+    return row
+
+
+def _title(runner) -> str:
+    from serbench import backbones
+
+    maps = ", ".join(f"{c}: {m}" for c, m in runner.label_maps.items())
+    synthetic = all(s.synthetic for s in runner.sources.values())
+    return (f"{runner.entry.name} on {runner.protocol.name} ({runner.spec.mode}, head {runner.head_name}; "
+            f"labels {maps}; seed {runner.seed}); weights: {backbones.describe(runner.weights)}"
+            + ("; DATA: SYNTHETIC" if synthetic else ""))
+
+
+def results(store: str | Path | None = None, runs: list[int] | None = None, *,
+            home: str | Path | None = None) -> pd.DataFrame:
+    """The report's runs table: one row per stored run (by default the latest finished run per
+    model, recipe, protocol, mode, kind of data, label map and head), with UA and its interval,
+    size, latency, head, label map, weights and data marks."""
+    from serbench import report, store as store_mod
+
+    with paths.using_home(home):
+        path = Path(store) if store is not None else store_mod.default_path()
+        with report.open_store(path) as db:
+            return report.run_table(db, report.select_runs(db.runs(), runs))
+
+
+def bench(model: str, recipes=("fp32",), weights: str = "hub", *, home: str | Path | None = None,
+          **options) -> pd.DataFrame:
+    """``serbench bench``: one row per recipe (fp32 included) with size, latency, speed-up,
+    throughput, memory, energy, fidelity and flags; ``df.attrs["result"]`` is the full record."""
+    from serbench.commands.bench import bench as measure_recipes
+
+    recipes = [recipes] if isinstance(recipes, str) else list(recipes)
+    with paths.using_home(home):
+        result = measure_recipes(model, recipes, weights, **options)
+    rows = []
+    for rec in result["rows"]:
+        row = {}
+        for k, v in rec.items():   # nested measurements (latency, fidelity, energy, memory) one level flat
+            row.update({f"{k}_{kk}": vv for kk, vv in v.items()} if isinstance(v, dict) else {k: v})
+        rows.append({**row, "model": result["model"], "weights": result["weights_label"]})
+    df = pd.DataFrame(rows)
+    df.attrs["result"] = result
+    return df
