@@ -79,7 +79,8 @@ class Runner:
         else:
             backbones.parse_weights(spec.weights)
         self.recipes = [registry.load_recipe(r) for r in spec.recipes]
-        self.fp32 = registry.reference_recipe()
+        # the uncompressed reference (heads are trained on its embeddings): by method, not by name
+        self.fp32 = next((r for r in self.recipes if r.is_reference), None) or registry.reference_recipe()
         if self.entry.weight_free and spec.mode == "finetune":
             raise SerbenchError(f"model {spec.model!r} has no weights to fine-tune; use --mode probe")
         proto = protocols.load(spec.protocol)
