@@ -3,9 +3,10 @@
 # against the committed baseline (reports/baseline.json), so a change that lowers UA or UA per MB
 # fails CI. Measurement-free (--no-measure): latency is noise on a shared runner, size is not.
 #
-# Two models: egemaps (logreg head, UA ~0.86 on the small synthetic LOSO: far above chance, so a
-# broken preprocessing or training step shows) and the tiny random-init backbone with an int8
-# recipe (UA per MB of a compressed model; still near chance, see README). The gate is --paired:
+# Two models, every entry at UA >= 0.5 with 4 classes (twice chance), so a broken preprocessing or
+# training step shows: egemaps (logreg head, UA 0.856 on the small synthetic LOSO) and DistilHuBERT
+# (random-init weights, logreg head, UA 0.52-0.53) as fp32, dynamic-int8 and static-int8, so that
+# UA per MB is gated on a backbone that compression can hurt (~2.5 min). The gate is --paired:
 # a UA drop fails only when the 95 % speaker-bootstrap interval of the difference, computed
 # utterance by utterance against the predictions kept in the baseline, lies beyond the tolerance.
 #
@@ -20,6 +21,6 @@ home=$(mktemp -d "${TMPDIR:-/tmp}/serbench-ci-gate.XXXXXX")
 trap 'rm -rf "$home"' EXIT
 export SERBENCH_HOME="$home" HF_HUB_OFFLINE=1 TQDM_DISABLE=1
 serbench run --model egemaps --protocol loso --synthetic --synthetic-size small --seed 0 --no-measure --quiet
-serbench run --model tiny --weights random:0 --protocol loso --synthetic --synthetic-size tiny \
-  --recipe fp32,dynamic-int8 --seed 0 --no-measure --quiet
+serbench run --model distilhubert --weights random:0 --head logreg --protocol loso --synthetic \
+  --recipe fp32,dynamic-int8,static-int8 --seed 0 --no-measure --quiet
 serbench gate --baseline reports/baseline.json --paired "$@"
