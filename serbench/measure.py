@@ -52,17 +52,6 @@ def clips(n: int, seed: int, seconds: float = CLIP_SECONDS) -> tuple[list[np.nda
 # ---- static facts ------------------------------------------------------------------------------
 
 
-def size_mb(path: str | Path) -> float:
-    """Model bytes on disk (all files of the artefact folder, external data included) / 1e6."""
-    from serbench.compress import folder_size_mb
-
-    return round(folder_size_mb(Path(path)), 3)
-
-
-def count_params(model) -> int | None:
-    return None if not hasattr(model, "parameters") else int(sum(p.numel() for p in model.parameters()))
-
-
 def machine() -> dict:
     import platform
 

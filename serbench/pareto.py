@@ -68,10 +68,3 @@ def front(points: Sequence[Mapping], objectives: Mapping[str, str]) -> list[bool
     ok = [comparable(p, objectives) for p in points]
     live = [p for p, good in zip(points, ok) if good]
     return [good and not any(dominates(q, p, objectives) for q in live) for p, good in zip(points, ok)]
-
-
-def staircase(points: Sequence[Mapping], x: str, y: str, on_front: Sequence[bool]) -> list[tuple[float, float]]:
-    """The front of a minimise-``x`` / maximise-``y`` plot as the step line that joins it: front
-    points sorted by ``x`` (ties by ``y``), for drawing. Plain ``(x, y)`` pairs."""
-    pts = sorted((float(p[x]), float(p[y])) for p, f in zip(points, on_front) if f)
-    return pts

@@ -66,8 +66,5 @@ def test_bad_objectives_are_rejected():
         pareto.front(_pts((1, 0.5)), {})
 
 
-def test_empty_input_and_staircase_order():
+def test_empty_input():
     assert pareto.front([], SIZE_UA) == []
-    pts = _pts((10, 0.6), (1, 0.4), (5, 0.55))
-    mask = pareto.front(pts, SIZE_UA)
-    assert pareto.staircase(pts, "size_mb", "ua", mask) == [(1.0, 0.4), (5.0, 0.55), (10.0, 0.6)]
