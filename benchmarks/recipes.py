@@ -3,7 +3,7 @@
     python benchmarks/recipes.py                       # every model entry but `tiny`, random init
     python benchmarks/recipes.py --models distilhubert --json out.json
 
-Each model is measured by ``serbench.commands.bench.bench``: all its recipes are timed interleaved
+Each model is measured by ``serbench.recipe_bench.bench``: all its recipes are timed interleaved
 with its fp32 ONNX artefact in the same process, so the ratios hold even on a shared machine.
 Random-init weights by default (no hub access needed; sizes and speeds do not depend on the
 values, fidelity does somewhat) and labelled as such. Slow: minutes per base-size model.
@@ -18,7 +18,8 @@ import time
 from tabulate import tabulate
 
 from serbench import registry
-from serbench.commands.bench import bench, table
+from serbench.recipe_bench import bench
+from serbench.commands.bench import table
 from serbench.errors import SerbenchError
 
 TARGETS = {  # the "done when", checked on DistilHuBERT

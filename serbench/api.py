@@ -128,7 +128,7 @@ def bench(model: str, recipes=("fp32",), weights: str = "hub", *, home: str | Pa
           **options) -> pd.DataFrame:
     """``serbench bench``: one row per recipe (fp32 included) with size, latency, speed-up,
     throughput, memory, energy, fidelity and flags; ``df.attrs["result"]`` is the full record."""
-    from serbench.commands.bench import bench as measure_recipes
+    from serbench.recipe_bench import bench as measure_recipes
 
     recipes = [recipes] if isinstance(recipes, str) else list(recipes)
     with paths.using_home(home):
