@@ -78,11 +78,12 @@ def run_records(runner, results) -> list[dict]:
 
 
 def verdict(paired: dict) -> str:
-    """What the interval of a compressed run's UA difference to the reference says."""
+    """What the interval of a compressed run's UA difference to the reference says
+    (:func:`serbench.report.verdict`, the one wording used everywhere)."""
+    from serbench import report
+
     ua = paired["ua"]
-    if ua["covers_zero"]:
-        return "indistinguishable from " + paired["reference_recipe"]
-    return ("worse than " if ua["high"] < 0 else "better than ") + paired["reference_recipe"]
+    return report.verdict(ua["low"], ua["high"], paired["reference_recipe"], ua["covers_zero"])
 
 
 def _flat(r: dict) -> dict:

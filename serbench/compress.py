@@ -411,8 +411,7 @@ _RECIPES = {
 # ---- encoders ----------------------------------------------------------------------------------
 
 
-def default_threads() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+default_threads = infer.default_threads  # usable cores: one definition, in the dependency-light runtime
 
 
 class OrtEncoder:

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from serbench import __version__, atomic, backbones, compress, embed, heads, infer, registry, store
+from serbench import __version__, atomic, backbones, compress, embed, heads, infer, registry, report, store
 from serbench.errors import SerbenchError
 
 HEAD_OPSET_FALLBACK = 17
@@ -420,11 +420,6 @@ def _stat(summary: dict | None, key: str) -> dict | None:
     return summary[key]
 
 
-def head_name(cfg: dict) -> str:
-    """The run's head; runs stored before heads were registry entries used the MLP probe."""
-    return (cfg.get("head") or {}).get("name", "mlp")
-
-
 def model_card(what, run, art, cfg, classes, preprocess, verified, lat, vad_card, measured, size_mb, head) -> dict:
     summary = run.get("summary") or {}
     audit = summary.get("audit", {})
@@ -435,7 +430,7 @@ def model_card(what, run, art, cfg, classes, preprocess, verified, lat, vad_card
         "serbench": {"version": __version__, "git_commit": git_commit, "git_dirty": git_dirty},
         "model": run["model"], "recipe": what["recipe"], "run_id": int(run["id"]),
         "asked_run_id": int(what["asked_run"]), "fold": what["fold"], "mode": run["mode"],
-        "head": head_name(cfg), "note": what["note"],
+        "head": report.head_name(cfg), "note": what["note"],
         "classes": classes,
         "protocol": {"name": run["protocol"], "description": cfg["protocol"].get("description")
                      if isinstance(cfg.get("protocol"), dict) else None,
@@ -457,7 +452,7 @@ def model_card(what, run, art, cfg, classes, preprocess, verified, lat, vad_card
                               "calibration_clips": len(art.provenance.get("calibration_ids") or [])},
         "graph": {"input": f"{infer.INPUT_NAME}: float32 (batch, samples), 16 kHz mono, preprocessed",
                   "output": f"{infer.OUTPUT_NAME}: float32 (batch, {len(classes)}), softmax over classes",
-                  "head": f"mean over frames -> {head_name(cfg)} head ({type(head).__name__}) -> softmax"},
+                  "head": f"mean over frames -> {report.head_name(cfg)} head ({type(head).__name__}) -> softmax"},
         "verification": verified,
         "vad": vad_card,
         "runtime": {"entry_point": "python infer.py AUDIO... [--json] [--no-vad] [--window 8] [--hop 8]",

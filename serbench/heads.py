@@ -168,7 +168,7 @@ def _linear(make, X_train, y_train, X_val, y_val, classes, options, seed) -> Fit
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
 
-    X_train, X_val = _3d(X_train), _3d(X_val)
+    X_train, X_val = train._as_3d(X_train, "X_train"), train._as_3d(X_val, "X_val")
     n_layers, dim = X_train.shape[1:]
     pool = _pool_weights(n_layers, options["layers"])
     yt, yv = metrics.encode(y_train, classes), metrics.encode(y_val, classes)
@@ -228,11 +228,6 @@ def _fit_svm(*args) -> Fitted:
     def make(o, seed):
         return LinearSVC(class_weight=o["class_weight"], max_iter=o["max_iter"], random_state=seed)
     return _linear(make, *args)
-
-
-def _3d(X) -> np.ndarray:
-    X = np.ascontiguousarray(X, dtype=np.float32)
-    return X[:, None, :] if X.ndim == 2 else X
 
 
 # -- saving and loading a fitted head (beside the store; read by `serbench export`) ----------------
