@@ -1,0 +1,110 @@
+"""Numbers and names for humans: the one formatter that the report, the plots, the CLI tables and
+the model card share.
+
+Why one module: the same fact (a UA, its interval, a compressed run's difference to fp32, the
+verdict on that difference) is shown in many places, and written once here it reads the same
+everywhere: fractions as percentages with one decimal, ``mean ± std`` over folds, ``value [low,
+high]`` intervals without a "-0.0", p-values below 0.001 as ``< 0.001``, and a dash where there
+is no number (``—`` by default; the CLI tables that always printed ``-`` pass ``missing="-"``).
+Nothing here computes a result; :mod:`serbench.results` does that, and imports this module for the
+few strings that are part of its tables (label maps, audits, verdicts).
+"""
+from __future__ import annotations
+
+import math
+import re
+
+import pandas as pd
+
+MISSING = "—"
+
+
+def finite(x) -> float | None:
+    """A finite float, else None (missing, NaN, infinite, not a number)."""
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def _absent(x) -> bool:
+    return x is None or pd.isna(x)
+
+
+def pct(x, missing: str = MISSING) -> str:
+    """A fraction as a percentage with one decimal: ``0.614`` -> ``61.4``."""
+    return missing if _absent(x) else f"{100 * float(x):.1f}"
+
+
+def mean_std(mean, std=None, missing: str = MISSING) -> str:
+    """Fractions as ``61.4 ± 2.0`` (percent; mean and std over folds), or the mean alone without a std."""
+    if _absent(mean):
+        return missing
+    return pct(mean) + ("" if _absent(std) else f" ± {100 * float(std):.1f}")
+
+
+def num(x, spec: str, missing: str = MISSING) -> str:
+    """``format(x, spec)``, or ``missing``."""
+    return missing if _absent(x) else format(float(x), spec)
+
+
+def ci(value, low, high, scale: float = 100, spec: str = ".1f", missing: str = MISSING) -> str:
+    """``61.4 [58.0, 64.9]`` (in points for fractions; ``spec="+.1f"`` for differences); the value
+    alone where there is no interval, ``missing`` where there is no value."""
+    value, low, high = finite(value), finite(low), finite(high)
+    if value is None:
+        return missing
+    text = _signed(scale * value, spec)
+    if low is None or high is None:
+        return text
+    return f"{text} [{_signed(scale * low, spec)}, {_signed(scale * high, spec)}]"
+
+
+def _signed(x: float, spec: str) -> str:
+    """``format`` without a negative zero (-0.00001 shows as 0.0 / +0.0, not -0.0)."""
+    text = format(x, spec)
+    return format(0.0, spec) if float(text) == 0 else text
+
+
+def p_value(x, missing: str = MISSING) -> str:
+    """``0.034``, ``< 0.001``."""
+    x = finite(x)
+    return missing if x is None else ("< 0.001" if x < 0.001 else f"{x:.3f}")
+
+
+def verdict(low, high, reference: str = "fp32", covers_zero=None) -> str:
+    """What a difference's interval says: "indistinguishable from fp32" when it covers 0, else
+    "worse than fp32" (all below 0) or "better than fp32" (all above); "—" without an interval
+    (or, given only ``covers_zero``, "indistinguishable from" / "different from")."""
+    low, high = finite(low), finite(high)
+    if low is None or high is None:
+        if covers_zero is None:
+            return MISSING
+        return f"indistinguishable from {reference}" if covers_zero else f"different from {reference}"
+    if low <= 0 <= high:
+        return f"indistinguishable from {reference}"
+    return f"worse than {reference}" if high < 0 else f"better than {reference}"
+
+
+def label_map_text(maps: dict[str, str | None]) -> str:
+    """Label maps for humans: ``ravdess-8class``, or ``crema-d-4class + iemocap-4class`` over
+    several corpora; a name that does not start with its corpus's is written ``corpus:name``."""
+    return " + ".join(m if m and m.startswith(c) else f"{c}:{m or 'default'}" for c, m in maps.items())
+
+
+def audit_text(audit: list[dict]) -> str:
+    """Per fold: speakers shared by train and test / speakers in test (``0/4, 0/4``)."""
+    return ", ".join(f"{f['shared']}/{f['test_speakers']}" for f in audit)
+
+
+def plot_label(r: dict, data_in_title: bool = False) -> str:
+    """A run-table row's ``model/recipe`` label plus its marks (SYNTHETIC left out where the plot's
+    title carries it)."""
+    marks = [m for m in r["marks"].split(", ") if m and not (data_in_title and m == "SYNTHETIC")]
+    return r["label"] + (f" [{', '.join(marks)}]" if marks else "")
+
+
+def slug(text: str) -> str:
+    """A file-name stem: lower case, runs of anything else than a-z0-9 as one ``-``."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
