@@ -85,7 +85,7 @@ def main(argv=None) -> int:
     home = Path(args.home) if args.home else paths.home() / "benchmarks" / "voice_note"
     home.mkdir(parents=True, exist_ok=True)
     os.environ["SERBENCH_HOME"] = str(home)
-    from serbench import infer, store
+    from serbench import infer, provenance
 
     dirs = exports(args, home)
     note = home / f"note-{args.minutes:g}min.ogg"
@@ -95,14 +95,14 @@ def main(argv=None) -> int:
     duration = sf.info(str(note)).duration
     rows = []
     for recipe, d in dirs.items():
-        model = infer.EmotionModel(d, args.threads)
-        vad = infer.SileroVad(infer.find_vad_model(d))
+        model = runtime.EmotionModel(d, args.threads)
+        vad = runtime.SileroVad(runtime.find_vad_model(d))
         for use_vad in (True, False):
             best = None
             for _ in range(args.repeats):
-                stats = infer.Stats()
+                stats = runtime.Stats()
                 t, c = time.perf_counter(), time.process_time()
-                r = infer.analyse(note, model, infer.Options(vad=use_vad), vad if use_vad else None, stats)
+                r = runtime.analyse(note, model, runtime.Options(vad=use_vad), vad if use_vad else None, stats)
                 wall, cpu = time.perf_counter() - t, time.process_time() - c
                 if best is None or wall < best[0]:
                     best = (wall, stats, r, cpu)
@@ -120,7 +120,7 @@ def main(argv=None) -> int:
                   f"VAD {stats.vad_s:.1f} s, decode+resample+rest {wall - stats.vad_s - stats.model_s:.1f} s; "
                   f"CPU time {cpu:.1f} s; load average {os.getloadavg()[0]:.1f})",
                   flush=True)
-    info = {"cpu": store.cpu_model(), "threads": args.threads, "cores_available": infer.default_threads(),
+    info = {"cpu": provenance.cpu_model(), "threads": args.threads, "cores_available": runtime.default_threads(),
             "model": args.model, "weights": args.weights, "note": str(note), "rows": rows}
     if args.json:
         print(json.dumps(info, indent=2))

@@ -25,9 +25,12 @@ import numpy as np
 
 from serbench import atomic, backbones, infer, paths
 from serbench.errors import SerbenchError
+from serbench.provenance import package_versions
 from serbench.registry import PREPROCESS_DEFAULTS, ModelEntry, RecipeEntry
 
 FORMAT_VERSION = 1
+# the libraries whose versions change an artefact's bytes: recorded in its metadata, part of its cache key
+LIBRARIES = ("torch", "transformers", "onnx", "onnxruntime", "neural-compressor", "opensmile")
 META = "artefact.json"
 ONNX_INPUT, ONNX_OUTPUT = "input_values", "hidden_states"
 
@@ -48,18 +51,6 @@ class Artefact:
         return {**asdict(self), "path": str(self.path)}
 
 
-def _versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for pkg in ("torch", "transformers", "onnx", "onnxruntime", "neural-compressor", "opensmile"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = None
-    return out
-
-
 def wave_id(wave: np.ndarray) -> str:
     """A content id for a calibration clip given without a name."""
     return "sha256:" + hashlib.sha256(np.ascontiguousarray(wave, dtype=np.float32).tobytes()).hexdigest()[:16]
@@ -70,7 +61,7 @@ def artefact_key(model_entry: ModelEntry, recipe: RecipeEntry, weights: dict,
     """Hash of everything that changes the artefact's bytes."""
     payload = {"format": FORMAT_VERSION, "model": model_entry.content, "recipe": recipe.content,
                "weights": {k: v for k, v in weights.items() if k != "label"},
-               "calibration_ids": list(calibration_ids), "versions": _versions()}
+               "calibration_ids": list(calibration_ids), "versions": package_versions(LIBRARIES)}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -135,7 +126,7 @@ def build(model_entry: ModelEntry, recipe: RecipeEntry, weights="hub",
                 "size_mb": round(folder_size_mb(tmp), 3),
                 "provenance": {"key": key, "weights": prov, "model_entry": model_entry.content,
                                "recipe_entry": recipe.content, "calibration_ids": ids,
-                               "versions": _versions(), **extra}}
+                               "versions": package_versions(LIBRARIES), **extra}}
         (tmp / META).write_text(json.dumps(meta, indent=2, default=str))
     return load(final)
 

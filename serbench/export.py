@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from serbench import __version__, atomic, backbones, compress, embed, heads, infer, registry, report, store
+from serbench import __version__, atomic, backbones, compress, embed, heads, infer, provenance, registry, report, store
 from serbench.errors import SerbenchError
 
 HEAD_OPSET_FALLBACK = 17
@@ -300,7 +300,7 @@ def latency(model_path: Path, seconds: float = 8.0, threads: int | None = None, 
         times.append(time.perf_counter() - t)
     return {"window_s": seconds, "p50_ms": round(1000 * float(np.median(times)), 2),
             "min_ms": round(1000 * float(np.min(times)), 2), "repeats": repeats, "threads": threads,
-            "cpu": store.cpu_model(), "onnxruntime": ort.__version__}
+            "cpu": provenance.cpu_model(), "onnxruntime": ort.__version__}
 
 
 # ---- VAD files ----------------------------------------------------------------------------------
@@ -423,7 +423,7 @@ def _stat(summary: dict | None, key: str) -> dict | None:
 def model_card(what, run, art, cfg, classes, preprocess, verified, lat, vad_card, measured, size_mb, head) -> dict:
     summary = run.get("summary") or {}
     audit = summary.get("audit", {})
-    git_commit, git_dirty = store.git_state()
+    git_commit, git_dirty = provenance.git_state()
     return {
         "format": "serbench-export/1",
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -29,7 +29,8 @@ from pathlib import Path
 
 from serbench import atomic, report
 from serbench.errors import SerbenchError
-from serbench.store import Store, git_state
+from serbench.provenance import git_state
+from serbench.store import Store
 
 FORMAT = 1
 GATE_KEY = ("model", "recipe", "protocol")

@@ -28,6 +28,8 @@ from typing import Callable
 
 import numpy as np
 
+from serbench.provenance import cpu_model
+
 CLIP_SECONDS = 8.0
 PROBE_SEED, CALIBRATION_SEED = 0, 1
 
@@ -57,15 +59,8 @@ def machine() -> dict:
 
     import psutil
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "logical_cores": psutil.cpu_count(), "physical_cores": psutil.cpu_count(logical=False),
+    return {"cpu": cpu_model() or platform.machine(), "logical_cores": psutil.cpu_count(),
+            "physical_cores": psutil.cpu_count(logical=False),
             "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None}
 
 

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from serbench import (atomic, audio, backbones, compress, datasets, embed, heads, labels, metrics,
-                      protocols, registry, stats, store, train)
+                      protocols, provenance, registry, stats, store, train)
 from serbench.errors import SerbenchError
 from serbench.finetune import FinetuneConfig, finetune
 
@@ -167,10 +167,10 @@ class Runner:
                 self.notes.append(f"--resume: no unfinished {recipe.name} run with this configuration in "
                                   f"{db.path}; starting a new run")
             if run_id is None:
-                run_id = db.create_run(**key, provenance=store.provenance(weights=self.weights),
+                run_id = db.create_run(**key, provenance=provenance.provenance(weights=self.weights),
                                        invocation=self.invocation)
             else:
-                db.resume_run(run_id, store.provenance(weights=self.weights))
+                db.resume_run(run_id, provenance.provenance(weights=self.weights))
                 self.log(f"resuming run {run_id} ({recipe.name}): folds done {db.finished_folds(run_id)}")
             ids[recipe.name] = run_id
         return ids

@@ -13,7 +13,7 @@ run with the same configuration (:meth:`Store.find_unfinished`), skips its store
 impossible to store twice.
 
 Every run row carries its configuration (hashed: the resume key; it must say whether the data
-are synthetic and where the weights came from) and provenance (:func:`provenance`: versions, git
+are synthetic and where the weights came from) and provenance (:func:`serbench.provenance.provenance`: versions, git
 commit, machine), so any number in the store can be traced to what produced it.
 """
 from __future__ import annotations
@@ -22,22 +22,18 @@ import dataclasses
 import hashlib
 import json
 import os
-import platform
 import sqlite3
-import subprocess
 import sys
 import time
 import urllib.parse
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-import serbench
 from serbench import atomic
 from serbench.errors import SerbenchError
 from serbench.paths import home
@@ -45,8 +41,6 @@ from serbench.paths import home
 SCHEMA_VERSION = 2
 STATUSES = ("running", "finished", "failed")
 REQUIRED_CONFIG = ("synthetic", "weights_source")
-PACKAGES = ("torch", "transformers", "onnxruntime", "onnx", "optimum", "optimum-onnx", "neural-compressor",
-            "numpy", "scipy", "scikit-learn", "pandas", "soundfile", "soxr", "librosa")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -442,91 +436,10 @@ class Store:
         return dict(zip([d[0] for d in cur.description], row))
 
 
-# -- provenance -------------------------------------------------------------------------------
-
-
-def provenance(**run_facts) -> dict:
-    """Where a result came from: serbench version, git commit, package versions, machine.
-
-    ``run_facts`` (weights source, manifest hashes, protocol and recipe content, seed ...) are
-    merged in, so one dict answers "what produced this number".
-    """
-    commit, dirty = git_state()
-    return {
-        "serbench": serbench.__version__,
-        "git_commit": commit,
-        "git_dirty": dirty,
-        "packages": package_versions(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu": cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "threads": _torch_threads(),
-        **run_facts,
-    }
-
-
-def package_versions(names: Sequence[str] = PACKAGES) -> dict[str, str | None]:
-    out = {}
-    for name in names:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
-
-
-def git_state() -> tuple[str | None, bool | None]:
-    """``(commit, dirty)`` of the checkout serbench runs from; ``(None, None)`` when installed
-    from a wheel or git is unavailable. Dirty means tracked files differ from the commit."""
-    root = Path(serbench.__file__).resolve().parent.parent
-    if not (root / ".git").exists():
-        return None, None
-    try:
-        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
-                                text=True, timeout=10, check=True).stdout.strip()
-        status = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                                capture_output=True, text=True, timeout=10, check=True).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None, None
-    return commit or None, bool(status.strip())
-
-
-def cpu_model() -> str | None:
-    """The CPU's marketing name: /proc/cpuinfo (Linux), sysctl (macOS), else py-cpuinfo if
-    installed, else ``platform.processor()``."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith(("model name", "hardware", "cpu model")):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    if sys.platform == "darwin":
-        try:
-            return subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True,
-                                  text=True, timeout=5).stdout.strip() or None
-        except (OSError, subprocess.SubprocessError):
-            pass
-    try:
-        import cpuinfo  # py-cpuinfo: optional, slow (it may spawn a subprocess)
-
-        return cpuinfo.get_cpu_info().get("brand_raw") or None
-    except Exception:  # noqa: BLE001 - optional helper; any failure means "unknown"
-        return platform.processor() or None
-
-
 def config_hash(model: str, recipe: str, protocol: str, mode: str, config: Mapping) -> str:
     """sha256 of the run's identifying fields (canonical JSON): the resume key."""
     payload = _dumps({"model": model, "recipe": recipe, "protocol": protocol, "mode": mode, "config": config})
     return hashlib.sha256(payload.encode()).hexdigest()
-
-
-def _torch_threads() -> int | None:
-    try:
-        import torch
-    except ImportError:
-        return None
-    return int(torch.get_num_threads())
 
 
 def _now() -> str:
