@@ -186,13 +186,13 @@ def main(argv=None) -> int:
     home = Path(args.home) if args.home else paths.home() / "benchmarks" / "vad_notes"
     home.mkdir(parents=True, exist_ok=True)
     os.environ["SERBENCH_HOME"] = str(home)
-    from serbench import infer
+    from serbench import runtime
 
     t0 = time.perf_counter()
     model_dir = train_and_export(args, home)
     card = json.loads((model_dir / "model_card.json").read_text())
-    model = infer.EmotionModel(model_dir, args.threads)
-    vad = infer.SileroVad(infer.find_vad_model(model_dir))
+    model = runtime.EmotionModel(model_dir, args.threads)
+    vad = runtime.SileroVad(runtime.find_vad_model(model_dir))
     labels = model.labels
     assert tuple(labels) == CLASSES, labels
 
@@ -215,7 +215,7 @@ def main(argv=None) -> int:
             sf.write(path, y, SR, subtype="PCM_16")
             speech = sum(b - a for a, b in spans)
             for name, use_vad, w in conditions:
-                r = infer.analyse(path, model, infer.Options(vad=use_vad, window=w, hop=w), vad if use_vad else None)
+                r = runtime.analyse(path, model, runtime.Options(vad=use_vad, window=w, hop=w), vad if use_vad else None)
                 rows[name].append({"note": path.name, "true": c, "pred": r["emotion"], "status": r["status"],
                                    "seconds": r["duration_s"], "speech_s_truth": round(speech, 2),
                                    "speech_s_vad": r["speech_s"], "windows": r["windows"],

@@ -85,7 +85,7 @@ def main(argv=None) -> int:
     home = Path(args.home) if args.home else paths.home() / "benchmarks" / "voice_note"
     home.mkdir(parents=True, exist_ok=True)
     os.environ["SERBENCH_HOME"] = str(home)
-    from serbench import infer, provenance
+    from serbench import provenance, runtime
 
     dirs = exports(args, home)
     note = home / f"note-{args.minutes:g}min.ogg"

@@ -1,8 +1,9 @@
 """Audio in: decode, downmix, resample to 16 kHz, then the reference paper's preprocessing.
 
 Decoding is soundfile (wav, flac, ogg), resampling soxr (a real band-limited resampler, not
-interpolation), trimming librosa. The preprocessing steps are a frozen dataclass so that their
-settings can be hashed into cache keys and stored with every result.
+interpolation). The preprocessing steps are a frozen dataclass so that their settings can be
+hashed into cache keys and stored with every result; the steps themselves are
+:func:`serbench.runtime.preprocess`, the numpy code an exported model folder runs.
 """
 from __future__ import annotations
 
@@ -13,10 +14,10 @@ from pathlib import Path
 
 import librosa
 import numpy as np
-import scipy.signal
 import soundfile as sf
 import soxr
 
+from serbench import runtime
 from serbench.errors import SerbenchError
 
 SAMPLE_RATE = 16_000
@@ -153,23 +154,11 @@ class Preprocess:
     seconds: float | None = 8.0
 
     def __call__(self, wave: np.ndarray) -> tuple[np.ndarray, int]:
-        """Return ``(processed, n_valid)``: ``n_valid`` samples are speech, the rest padding."""
-        y = np.asarray(wave, dtype=np.float32)
-        if self.trim_db is not None and y.size:
-            y, _ = librosa.effects.trim(y, top_db=self.trim_db)
-        n = self.length
-        if n is not None:
-            y = y[:n]
-        if self.preemphasis is not None and y.size:
-            y = scipy.signal.lfilter([1.0, -self.preemphasis], [1.0], y).astype(np.float32)
-        if self.peak is not None and y.size:
-            top = float(np.max(np.abs(y)))
-            if top > 0:
-                y = (y * (self.peak / top)).astype(np.float32)
-        n_valid = int(y.size)
-        if n is not None and y.size < n:
-            y = np.pad(y, (0, n - y.size))
-        return y.astype(np.float32), n_valid
+        """Return ``(processed, n_valid)``: ``n_valid`` samples are speech, the rest padding.
+
+        The numpy implementation the exported runtime runs too (:func:`serbench.runtime.preprocess`),
+        so training, evaluation and a deployed model folder preprocess identically."""
+        return runtime.preprocess(wave, self.config())
 
     @property
     def length(self) -> int | None:

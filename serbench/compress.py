@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from serbench import atomic, backbones, infer, paths
+from serbench import atomic, backbones, runtime, paths
 from serbench.errors import SerbenchError
 from serbench.provenance import package_versions
 from serbench.registry import PREPROCESS_DEFAULTS, ModelEntry, RecipeEntry
@@ -402,7 +402,7 @@ _RECIPES = {
 # ---- encoders ----------------------------------------------------------------------------------
 
 
-default_threads = infer.default_threads  # usable cores: one definition, in the dependency-light runtime
+default_threads = runtime.default_threads  # usable cores: one definition, in the dependency-light runtime
 
 
 class OrtEncoder:
@@ -410,7 +410,7 @@ class OrtEncoder:
 
     def __init__(self, artefact: Artefact, threads: int | None = None):
         self.threads = threads or default_threads()
-        self.session = infer.session(artefact.path / artefact.file, self.threads)
+        self.session = runtime.session(artefact.path / artefact.file, self.threads)
         self.sample_rate = artefact.provenance.get("model_entry", {}).get("sample_rate", 16_000)
 
     def forward(self, batch: np.ndarray) -> np.ndarray:

@@ -25,7 +25,7 @@ from typing import Protocol as TypingProtocol
 import numpy as np
 from tqdm import tqdm
 
-from serbench import atomic, audio, infer, paths
+from serbench import atomic, audio, runtime, paths
 from serbench.errors import SerbenchError
 
 MIN_SAMPLES = audio.SAMPLE_RATE // 2   # shorter speech is zero-padded to 0.5 s before the encoder
@@ -105,7 +105,7 @@ def workers_for(encoder: Encoder) -> int:
     onnxruntime), where more would only contend."""
     if getattr(encoder, "threads", None) != 1:
         return 1
-    return max(1, min(infer.default_threads(), 8))
+    return max(1, min(runtime.default_threads(), 8))
 
 
 def embed_files(files: list[str], encoder: Encoder, encoder_key: str,

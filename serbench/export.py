@@ -9,8 +9,8 @@ The folder holds
   softmax);
 * ``labels.json`` (classes and label maps), ``preprocess.json`` (the training preprocessing);
 * ``vad/``: Silero VAD's ONNX model and licence, copied from the installed silero-vad package;
-* ``infer.py``: a copy of :mod:`serbench.infer`, which needs only numpy, soundfile and
-  onnxruntime, and ``requirements.txt`` saying so;
+* ``infer.py`` + ``serbench_runtime/``: an entry script and a copy of the :mod:`serbench.runtime`
+  package, which needs only numpy, soundfile and onnxruntime, and ``requirements.txt`` saying so;
 * ``model_card.json`` and ``MODEL_CARD.md``: protocol, UA with std, size, latency, weights
   source, data, and the check that the merged graph reproduces backbone artefact + torch head.
 
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
-import importlib.util
 import json
 import shutil
 import time
@@ -35,8 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
-from serbench import __version__, atomic, backbones, compress, embed, heads, infer, provenance, registry, report, store
+from serbench import __version__, atomic, backbones, compress, embed, heads, runtime, provenance, registry, report, store
 from serbench.errors import SerbenchError
+from serbench.runtime import cli as runtime_cli
 
 HEAD_OPSET_FALLBACK = 17
 VERIFY_CLIPS = 3
@@ -183,9 +183,9 @@ def head_graph(head, n_layers: int, dim: int, opset: int, ir_version: int):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(Head().eval(), (torch.zeros(1, n_layers, 7, dim),), buf,
-                          input_names=[compress.ONNX_OUTPUT], output_names=[infer.OUTPUT_NAME],
+                          input_names=[compress.ONNX_OUTPUT], output_names=[runtime.OUTPUT_NAME],
                           dynamic_axes={compress.ONNX_OUTPUT: {0: "batch", 2: "frames"},
-                                        infer.OUTPUT_NAME: {0: "batch"}},
+                                        runtime.OUTPUT_NAME: {0: "batch"}},
                           opset_version=opset, do_constant_folding=True, dynamo=False)
     model = onnx.load_from_string(buf.getvalue())
     model.ir_version = ir_version
@@ -236,15 +236,15 @@ def merged_graph(backbone_path: Path, head, n_layers: int, dim: int):
     toposort(backbone.graph)
     opset = next((o.version for o in backbone.opset_import if o.domain in ("", "ai.onnx")), HEAD_OPSET_FALLBACK)
     top = head_graph(head, n_layers, dim, opset, backbone.ir_version)
-    out_name = "head/" + infer.OUTPUT_NAME
+    out_name = "head/" + runtime.OUTPUT_NAME
     merged = compose.merge_models(backbone, top, io_map=[(compress.ONNX_OUTPUT, compress.ONNX_OUTPUT)],
                                   prefix2="head/", name="serbench-emotion",
                                   producer_name="serbench export", producer_version=__version__)
     for node in merged.graph.node:  # give the output its plain name back
-        node.output[:] = [infer.OUTPUT_NAME if o == out_name else o for o in node.output]
+        node.output[:] = [runtime.OUTPUT_NAME if o == out_name else o for o in node.output]
     for o in merged.graph.output:
         if o.name == out_name:
-            o.name = infer.OUTPUT_NAME
+            o.name = runtime.OUTPUT_NAME
     onnx.checker.check_model(merged)
     return merged
 
@@ -268,19 +268,19 @@ def verification_waves(preprocess: dict, n: int = VERIFY_CLIPS) -> list[np.ndarr
 
     clips = voice.probe_clips(n, seed=11, seconds=8.0)
     lengths = [8.0, 3.3, 0.4, 5.1, 1.7][:n]
-    return [infer.model_input(c[: int(s * infer.SAMPLE_RATE)], preprocess) for c, s in zip(clips, lengths)]
+    return [runtime.model_input(c[: int(s * runtime.SAMPLE_RATE)], preprocess) for c, s in zip(clips, lengths)]
 
 
 def verify(model_path: Path, artefact: compress.Artefact, head, preprocess: dict) -> dict:
     waves = verification_waves(preprocess)
     ref = reference_probabilities(artefact, head, waves)
-    sess = infer.session(model_path, 1)
-    got = np.stack([sess.run([infer.OUTPUT_NAME], {infer.INPUT_NAME: w[None]})[0][0] for w in waves])
+    sess = runtime.session(model_path, 1)
+    got = np.stack([sess.run([runtime.OUTPUT_NAME], {runtime.INPUT_NAME: w[None]})[0][0] for w in waves])
     diff = float(np.max(np.abs(got - ref)))
     if not diff <= VERIFY_TOLERANCE:
         raise SerbenchError(f"the merged graph's probabilities differ from backbone artefact + head by {diff:.2e} "
                             f"(tolerance {VERIFY_TOLERANCE}); not exporting a model that is not the evaluated one")
-    return {"clips": len(waves), "seconds": [round(w.size / infer.SAMPLE_RATE, 2) for w in waves],
+    return {"clips": len(waves), "seconds": [round(w.size / runtime.SAMPLE_RATE, 2) for w in waves],
             "max_abs_diff": diff, "tolerance": VERIFY_TOLERANCE,
             "reference": "backbone artefact in onnxruntime + trained torch head"}
 
@@ -289,14 +289,14 @@ def latency(model_path: Path, seconds: float = 8.0, threads: int | None = None, 
     """Median wall time of one ``seconds`` window through the exported graph (after a warm-up)."""
     import onnxruntime as ort
 
-    threads = threads or infer.default_threads()
-    sess = infer.session(model_path, threads)
-    x = np.random.default_rng(0).normal(0, 0.1, (1, int(seconds * infer.SAMPLE_RATE))).astype(np.float32)
-    sess.run(None, {infer.INPUT_NAME: x})
+    threads = threads or runtime.default_threads()
+    sess = runtime.session(model_path, threads)
+    x = np.random.default_rng(0).normal(0, 0.1, (1, int(seconds * runtime.SAMPLE_RATE))).astype(np.float32)
+    sess.run(None, {runtime.INPUT_NAME: x})
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
-        sess.run(None, {infer.INPUT_NAME: x})
+        sess.run(None, {runtime.INPUT_NAME: x})
         times.append(time.perf_counter() - t)
     return {"window_s": seconds, "p50_ms": round(1000 * float(np.median(times)), 2),
             "min_ms": round(1000 * float(np.min(times)), 2), "repeats": repeats, "threads": threads,
@@ -309,11 +309,8 @@ def latency(model_path: Path, seconds: float = 8.0, threads: int | None = None, 
 def vad_files() -> dict | None:
     """Silero VAD's sequence ONNX model and licence inside the installed silero-vad package, found
     without importing it (importing it imports torch)."""
-    spec = importlib.util.find_spec("silero_vad")
-    if not spec or not spec.origin:
-        return None
-    model = Path(spec.origin).parent / "data" / Path(infer.VAD_FILE).name
-    if not model.is_file():
+    model = runtime.installed_vad_model()
+    if model is None:
         return None
     licence = None
     try:
@@ -373,14 +370,14 @@ def export(run_id: int, out: str | Path, recipe: str | None = None, fold: int = 
         for k, v in meta.items():
             entry = merged.metadata_props.add()
             entry.key, entry.value = k, v
-        onnx.save(merged, str(tmp / infer.MODEL_FILE))
-        verified = verify(tmp / infer.MODEL_FILE, art, head, preprocess)
+        onnx.save(merged, str(tmp / runtime.MODEL_FILE))
+        verified = verify(tmp / runtime.MODEL_FILE, art, head, preprocess)
         log(f"verified: max |p_export - p_reference| = {verified['max_abs_diff']:.2e} on {verified['clips']} clips")
         vad_card = write_runtime_files(tmp, classes, preprocess,
                                        label_maps={n: d.get("label_map") for n, d in cfg["data"].items()}, log=log)
-        lat = latency(tmp / infer.MODEL_FILE) if measure_latency else None
+        lat = latency(tmp / runtime.MODEL_FILE) if measure_latency else None
         card = model_card(what, run, art, cfg, classes, preprocess, verified, lat, vad_card, measured_values,
-                          size_mb=(tmp / infer.MODEL_FILE).stat().st_size / 1e6, head=head)
+                          size_mb=(tmp / runtime.MODEL_FILE).stat().st_size / 1e6, head=head)
         (tmp / "model_card.json").write_text(json.dumps(card, indent=2, default=str))
         (tmp / "MODEL_CARD.md").write_text(card_markdown(card))
     return card
@@ -389,13 +386,15 @@ def export(run_id: int, out: str | Path, recipe: str | None = None, fold: int = 
 def write_runtime_files(folder: Path, classes: list[str], preprocess: dict, label_maps: dict | None = None,
                         vad: bool = True, log=print) -> dict | None:
     """Everything next to ``model.onnx`` that running it needs: labels, preprocessing settings, the
-    standalone ``infer.py``, ``requirements.txt`` and (when silero-vad is installed) the VAD model.
+    standalone ``infer.py`` with its ``serbench_runtime/`` package, ``requirements.txt`` and (when silero-vad is installed) the VAD model.
     Returns the VAD's card entry, or None when no VAD model was copied."""
     folder = Path(folder)
-    (folder / infer.LABELS_FILE).write_text(json.dumps({"classes": list(classes), "label_maps": label_maps or {}},
+    (folder / runtime.LABELS_FILE).write_text(json.dumps({"classes": list(classes), "label_maps": label_maps or {}},
                                                        indent=2))
-    (folder / infer.PREPROCESS_FILE).write_text(json.dumps(preprocess, indent=2))
-    shutil.copyfile(infer.__file__, folder / "infer.py")
+    (folder / runtime.PREPROCESS_FILE).write_text(json.dumps(preprocess, indent=2))
+    shutil.copytree(Path(runtime.__file__).parent, folder / runtime.PACKAGE_DIR,
+                    ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
+    (folder / runtime.ENTRY_FILE).write_text(runtime_cli.ENTRY_SCRIPT)
     (folder / "requirements.txt").write_text(
         "# runtime of this model folder: python infer.py AUDIO... (see MODEL_CARD.md)\n"
         "onnxruntime\nnumpy\nsoundfile\n# optional: soxr (resampling exactly as in training; without it a numpy "
@@ -407,11 +406,11 @@ def write_runtime_files(folder: Path, classes: list[str], preprocess: dict, labe
                 "(or silero-vad installed where it runs)")
         return None
     (folder / "vad").mkdir(exist_ok=True)
-    shutil.copyfile(files["model"], folder / infer.VAD_FILE)
+    shutil.copyfile(files["model"], folder / runtime.VAD_FILE)
     if files["licence"]:
         shutil.copyfile(files["licence"], folder / "vad" / "LICENSE")
-    return {"model": "Silero VAD (sequence ONNX)", "file": infer.VAD_FILE, "package": "silero-vad",
-            "version": files["version"], "licence": "MIT", "sha256": _sha256(folder / infer.VAD_FILE)}
+    return {"model": "Silero VAD (sequence ONNX)", "file": runtime.VAD_FILE, "package": "silero-vad",
+            "version": files["version"], "licence": "MIT", "sha256": _sha256(folder / runtime.VAD_FILE)}
 
 
 def _stat(summary: dict | None, key: str) -> dict | None:
@@ -450,8 +449,8 @@ def model_card(what, run, art, cfg, classes, preprocess, verified, lat, vad_card
         "backbone_artefact": {"path": str(art.path), "format": art.format, "recipe": art.recipe,
                               "key": art.provenance.get("key"),
                               "calibration_clips": len(art.provenance.get("calibration_ids") or [])},
-        "graph": {"input": f"{infer.INPUT_NAME}: float32 (batch, samples), 16 kHz mono, preprocessed",
-                  "output": f"{infer.OUTPUT_NAME}: float32 (batch, {len(classes)}), softmax over classes",
+        "graph": {"input": f"{runtime.INPUT_NAME}: float32 (batch, samples), 16 kHz mono, preprocessed",
+                  "output": f"{runtime.OUTPUT_NAME}: float32 (batch, {len(classes)}), softmax over classes",
                   "head": f"mean over frames -> {report.head_name(cfg)} head ({type(head).__name__}) -> softmax"},
         "verification": verified,
         "vad": vad_card,

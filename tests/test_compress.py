@@ -221,7 +221,7 @@ def test_onnxruntime_sessions_switch_native_telemetry_off(tmp_path, monkeypatch)
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
-    from serbench import infer
+    from serbench import runtime
 
     calls = []
     monkeypatch.setattr(ort, "disable_telemetry_events", lambda: calls.append(1))
@@ -229,5 +229,5 @@ def test_onnxruntime_sessions_switch_native_telemetry_off(tmp_path, monkeypatch)
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "m.onnx")
-    sess = infer.session(tmp_path / "m.onnx", threads=1)
+    sess = runtime.session(tmp_path / "m.onnx", threads=1)
     assert calls and sess.get_session_options().intra_op_num_threads == 1

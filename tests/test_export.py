@@ -13,13 +13,13 @@ import pytest
 import soundfile as sf
 import soxr
 
-from serbench import compress, export, infer, store
+from serbench import compress, export, runtime, store
 from serbench.cli import main
 from serbench.errors import SerbenchError
 from serbench.runner import Runner, RunSpec
 from serbench.synth import voice
 
-SR = infer.SAMPLE_RATE
+SR = runtime.SAMPLE_RATE
 
 
 @pytest.fixture(scope="module")
@@ -53,11 +53,11 @@ def _clips():
     pre = {"sample_rate": SR, "trim_db": 20.0, "preemphasis": 0.97, "peak": 0.95, "seconds": 8.0,
            "min_samples": 8000}
     clips = voice.probe_clips(3, seed=42, seconds=8.0)
-    return [infer.model_input(c[: int(s * SR)], pre) for c, s in zip(clips, (8.0, 2.2, 6.0))]
+    return [runtime.model_input(c[: int(s * SR)], pre) for c, s in zip(clips, (8.0, 2.2, 6.0))]
 
 
 def _graph_probs(folder, waves):
-    sess = ort.InferenceSession(str(folder / infer.MODEL_FILE), providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(str(folder / runtime.MODEL_FILE), providers=["CPUExecutionProvider"])
     return np.stack([sess.run(["probabilities"], {"input_values": w[None]})[0][0] for w in waves])
 
 

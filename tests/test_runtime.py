@@ -1,4 +1,4 @@
-"""The voice-note runtime (serbench.infer): windows, preprocessing, resampling, VAD, whole files.
+"""The voice-note runtime (serbench.runtime): windows, preprocessing, resampling, VAD, whole files.
 
 The model folder here is built directly (tiny random backbone + an untrained head, merged as
 `serbench export` merges them), so these tests need no training run; test_export.py covers the
@@ -14,11 +14,12 @@ import pytest
 import soundfile as sf
 import soxr
 
-from serbench import audio, compress, embed, export, infer, registry
+from serbench import audio, compress, embed, export, runtime, registry
 from serbench.cli import main
+from serbench.runtime import note as note_module
 from serbench.synth import voice
 
-SR = infer.SAMPLE_RATE
+SR = runtime.SAMPLE_RATE
 
 
 # ---- fixtures -----------------------------------------------------------------------------------
@@ -41,7 +42,7 @@ def model_dir(tmp_path_factory):
         out = tmp_path_factory.mktemp("model")
         import onnx
 
-        onnx.save(export.merged_graph(art.path / art.file, head, 3, 32), str(out / infer.MODEL_FILE))
+        onnx.save(export.merged_graph(art.path / art.file, head, 3, 32), str(out / runtime.MODEL_FILE))
         pre = {**audio.Preprocess().config(), "min_samples": embed.MIN_SAMPLES}
         export.write_runtime_files(out, ["angry", "happy", "neutral", "sad"], pre, log=lambda *a: None)
     finally:
@@ -51,12 +52,12 @@ def model_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model(model_dir):
-    return infer.EmotionModel(model_dir, threads=1)
+    return runtime.EmotionModel(model_dir, threads=1)
 
 
 @pytest.fixture(scope="module")
 def vad(model_dir):
-    return infer.SileroVad(infer.find_vad_model(model_dir))
+    return runtime.SileroVad(runtime.find_vad_model(model_dir))
 
 
 def note(seconds_of_speech: float = 20.0, seed: int = 0, emotion: str = "angry", gap=(0.6, 2.5),
@@ -92,15 +93,15 @@ def note(seconds_of_speech: float = 20.0, seed: int = 0, emotion: str = "angry",
 ])
 def test_window_hop_arithmetic(total, window, hop, min_len, expected):
     s = lambda x: int(round(x * SR))  # noqa: E731
-    got = infer.plan_windows(s(total), s(window), s(hop), s(min_len))
+    got = runtime.plan_windows(s(total), s(window), s(hop), s(min_len))
     assert got == [(s(a), s(b)) for a, b in expected]
 
 
 def test_plan_windows_rejects_nonsense():
-    with pytest.raises(infer.InferError):
-        infer.plan_windows(100, 0, 10, 1)
-    with pytest.raises(infer.InferError):
-        infer.plan_windows(100, 10, -1, 1)
+    with pytest.raises(runtime.InferError):
+        runtime.plan_windows(100, 0, 10, 1)
+    with pytest.raises(runtime.InferError):
+        runtime.plan_windows(100, 10, -1, 1)
 
 
 @pytest.mark.parametrize("window, hop, min_len", [(800, 800, 100), (800, 300, 100), (800, 1100, 100), (50, 50, 50)])
@@ -109,14 +110,14 @@ def test_streaming_windower_equals_the_plan(window, hop, min_len):
     for total in (0, 40, 799, 800, 2000, 5431):
         speech = rng.normal(size=total).astype(np.float32)
         positions = np.sort(rng.choice(10 * total + 1, size=total, replace=False)).astype(np.int64)
-        w = infer.Windower(window, hop, min_len)
+        w = runtime.Windower(window, hop, min_len)
         got, i = [], 0
         while i < total:
             n = int(rng.integers(1, 700))
             got += list(w.push(speech[i:i + n], positions[i:i + n]))
             i += n
         got += list(w.flush())
-        plan = infer.plan_windows(total, window, hop, min_len)
+        plan = runtime.plan_windows(total, window, hop, min_len)
         assert [(a, b) for a, b, _, _ in got] == plan
         for a, b, wave, pos in got:
             assert np.array_equal(wave, speech[a:b]) and np.array_equal(pos, positions[a:b])
@@ -126,7 +127,25 @@ def test_streaming_windower_equals_the_plan(window, hop, min_len):
 # ---- preprocessing and resampling ---------------------------------------------------------------
 
 
-def test_numpy_preprocessing_matches_serbench_audio():
+def _reference_preprocess(y: np.ndarray, pre) -> tuple[np.ndarray, int]:
+    """The paper's steps written with librosa and scipy (what serbench.audio used before it ran the
+    runtime's numpy code): trim -> cut -> pre-emphasis -> peak -> pad."""
+    import librosa
+    import scipy.signal
+
+    if y.size:
+        y, _ = librosa.effects.trim(y, top_db=pre.trim_db)
+    y = y[: pre.length]
+    if y.size:
+        y = scipy.signal.lfilter([1.0, -pre.preemphasis], [1.0], y).astype(np.float32)
+        top = float(np.max(np.abs(y)))
+        if top > 0:
+            y = (y * (pre.peak / top)).astype(np.float32)
+    n = y.size
+    return np.pad(y, (0, pre.length - n)).astype(np.float32), n
+
+
+def test_numpy_preprocessing_matches_librosa_and_scipy():
     pre = audio.Preprocess()
     cfg = {**pre.config(), "min_samples": embed.MIN_SAMPLES}
     rng = np.random.default_rng(0)
@@ -137,15 +156,17 @@ def test_numpy_preprocessing_matches_serbench_audio():
     ]
     for clip in clips:
         clip = np.asarray(clip, np.float32)
-        ref, n_ref = pre(clip)
-        got, n_got = infer.preprocess(clip, cfg)
+        ref, n_ref = _reference_preprocess(clip, pre)
+        got, n_got = runtime.preprocess(clip, cfg)
         assert n_got == n_ref and got.shape == ref.shape
         np.testing.assert_allclose(got, ref, atol=1e-6)
+        served, n_served = pre(clip)        # serbench.audio serves the same numpy code
+        assert n_served == n_got and np.array_equal(served, got)
         if clip.size:
             import librosa
 
             _, idx = librosa.effects.trim(clip, top_db=20)
-            assert infer.trim_interval(clip, 20) == tuple(int(i) for i in idx)
+            assert runtime.trim_interval(clip, 20) == tuple(int(i) for i in idx)
 
 
 @pytest.mark.parametrize("sr", [44100, 48000, 22050, 8000])
@@ -153,7 +174,7 @@ def test_numpy_resampler_is_close_to_soxr(sr):
     y = voice.probe_clips(1, seed=2)[0]
     x = soxr.resample(y, SR, sr).astype(np.float32)
     ref = soxr.resample(x, sr, SR, quality="HQ")
-    r = infer.PolyphaseResampler(sr, SR)
+    r = runtime.PolyphaseResampler(sr, SR)
     rng = np.random.default_rng(sr)
     out, i = [], 0
     while i < x.size:
@@ -168,7 +189,7 @@ def test_numpy_resampler_is_close_to_soxr(sr):
     snr = 10 * np.log10(np.sum(np.abs(spec[band]) ** 2) / np.sum(np.abs(err[band]) ** 2))
     assert snr > 45, snr
     # and with soxr installed, the streaming path gives exactly what training's soxr.resample gives
-    s = infer.Resampler(sr)
+    s = runtime.Resampler(sr)
     assert s.kind.startswith("soxr")
     streamed = np.concatenate([s.process(x[j:j + 7777]) for j in range(0, x.size, 7777)] + [s.flush()])
     np.testing.assert_array_equal(streamed, ref)
@@ -184,9 +205,9 @@ def test_streaming_vad_equals_silero_get_speech_timestamps(vad):
     y = note(25.0, seed=3)
     ref = silero_vad.get_speech_timestamps(torch.from_numpy(y), silero_vad.load_silero_vad(onnx=True))
     assert len(ref) >= 4
-    assert infer.speech_timestamps(y, vad) == ref
+    assert runtime.speech_timestamps(y, vad) == ref
     # streamed in odd block sizes, the speech handed on is exactly the audio of those segments
-    stream = infer.VadStream(vad)
+    stream = runtime.VadStream(vad)
     rng = np.random.default_rng(0)
     pieces, i = [], 0
     while i < y.size:
@@ -206,35 +227,35 @@ def test_streaming_vad_equals_silero_get_speech_timestamps(vad):
 
 
 def _opts(**kw):
-    return infer.Options(**kw)
+    return runtime.Options(**kw)
 
 
 def test_no_speech_file_says_so(tmp_path, model, vad):
     rng = np.random.default_rng(0)
     path = tmp_path / "room.wav"
     sf.write(path, np.concatenate([np.zeros(SR * 3), rng.normal(0, 0.003, SR * 20)]).astype(np.float32), SR)
-    r = infer.analyse(path, model, _opts(), vad)
+    r = runtime.analyse(path, model, _opts(), vad)
     assert r["status"] == "no_speech" and r["emotion"] is None and r["distribution"] is None
     assert r["windows"] == 0 and r["speech_s"] == 0
     # without VAD, digital silence is not classified either
     sf.write(tmp_path / "zeros.wav", np.zeros(SR * 12, np.float32), SR)
-    r = infer.analyse(tmp_path / "zeros.wav", model, _opts(vad=False))
+    r = runtime.analyse(tmp_path / "zeros.wav", model, _opts(vad=False))
     assert r["status"] == "silent" and r["emotion"] is None
 
 
 def test_very_short_files(tmp_path, model, vad):
     y = voice.probe_clips(1, seed=9)[0]
     sf.write(tmp_path / "short.wav", y[8000:8000 + int(0.6 * SR)], SR)   # 0.6 s of speech
-    r = infer.analyse(tmp_path / "short.wav", model, _opts(vad=False), None)
+    r = runtime.analyse(tmp_path / "short.wav", model, _opts(vad=False), None)
     assert r["status"] == "too_short" and r["emotion"] is None and "1.0 s" in r["message"]
-    r = infer.analyse(tmp_path / "short.wav", model, _opts(), vad)
+    r = runtime.analyse(tmp_path / "short.wav", model, _opts(), vad)
     assert r["status"] in ("too_short", "no_speech") and r["emotion"] is None
     sf.write(tmp_path / "empty.wav", np.zeros(0, np.float32), SR)
-    assert infer.analyse(tmp_path / "empty.wav", model, _opts(), vad)["status"] == "too_short"
+    assert runtime.analyse(tmp_path / "empty.wav", model, _opts(), vad)["status"] == "too_short"
     sf.write(tmp_path / "tiny.wav", y[8000:8050], SR)                    # 50 samples
-    assert infer.analyse(tmp_path / "tiny.wav", model, _opts(vad=False))["status"] == "too_short"
+    assert runtime.analyse(tmp_path / "tiny.wav", model, _opts(vad=False))["status"] == "too_short"
     # a lower minimum lets a short clip through
-    r = infer.analyse(tmp_path / "short.wav", model, _opts(vad=False, min_speech=0.5))
+    r = runtime.analyse(tmp_path / "short.wav", model, _opts(vad=False, min_speech=0.5))
     assert r["status"] == "ok" and r["windows"] == 1
 
 
@@ -242,18 +263,18 @@ def test_stereo_44k_file(tmp_path, model, vad):
     y = note(18.0, seed=4)
     x = soxr.resample(y, SR, 44100)
     sf.write(tmp_path / "stereo.wav", np.stack([x, 0.3 * x], axis=1), 44100, subtype="PCM_24")
-    r = infer.analyse(tmp_path / "stereo.wav", model, _opts(), vad)
+    r = runtime.analyse(tmp_path / "stereo.wav", model, _opts(), vad)
     assert r["status"] == "ok" and r["channels"] == 2 and r["sample_rate"] == 44100
     assert abs(r["duration_s"] - y.size / SR) < 0.01
     assert r["resampler"].startswith("soxr")
     assert 10 < r["speech_s"] < r["duration_s"]
-    assert r["windows"] == len(infer.plan_windows(int(round(r["speech_s"] * SR)), 8 * SR, 8 * SR, SR))
+    assert r["windows"] == len(runtime.plan_windows(int(round(r["speech_s"] * SR)), 8 * SR, 8 * SR, SR))
     assert abs(sum(r["distribution"].values()) - 1) < 1e-3
     starts = [w["start_s"] for w in r["timeline"]]
     assert starts == sorted(starts) and all(0 <= w["start_s"] < w["end_s"] <= r["duration_s"] for w in r["timeline"])
     # the same audio as a mono 16 kHz file gives (nearly) the same answer: channels averaged, resampled
     sf.write(tmp_path / "mono.wav", (0.65 * y).astype(np.float32), SR, subtype="FLOAT")
-    m = infer.analyse(tmp_path / "mono.wav", model, _opts(), vad)
+    m = runtime.analyse(tmp_path / "mono.wav", model, _opts(), vad)
     assert m["windows"] == r["windows"]
     for c in r["distribution"]:
         assert abs(m["distribution"][c] - r["distribution"][c]) < 0.05
@@ -266,7 +287,7 @@ def test_windows_are_classified_as_in_training(tmp_path, model):
 
     y = note(10.0, seed=8)
     pre = audio.Preprocess()
-    sess = ort.InferenceSession(str(model.dir / infer.MODEL_FILE), providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(str(model.dir / runtime.MODEL_FILE), providers=["CPUExecutionProvider"])
     for a, b in [(0, 8 * SR), (3 * SR, 5 * SR)]:
         p, n = pre(y[a:b])
         x = p[: max(n, embed.MIN_SAMPLES)]
@@ -282,10 +303,10 @@ def test_long_file_is_read_in_blocks_with_bounded_memory(tmp_path, model, vad):
     sf.write(path, y, SR, subtype="PCM_16")
     decoded_mb = y.size * 4 / 1e6
     assert decoded_mb > 20
-    stats = infer.Stats()
+    stats = runtime.Stats()
     tracemalloc.start()
     try:
-        r = infer.analyse(path, model, _opts(block_seconds=5.0), vad, stats)
+        r = runtime.analyse(path, model, _opts(block_seconds=5.0), vad, stats)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -297,8 +318,8 @@ def test_long_file_is_read_in_blocks_with_bounded_memory(tmp_path, model, vad):
 
 def test_window_longer_than_training_clips_is_refused(tmp_path, model, vad):
     sf.write(tmp_path / "a.wav", note(5.0), SR)
-    with pytest.raises(infer.InferError, match="longer than the 8.0 s"):
-        infer.analyse(tmp_path / "a.wav", model, _opts(window=10.0), vad)
+    with pytest.raises(runtime.InferError, match="longer than the 8.0 s"):
+        runtime.analyse(tmp_path / "a.wav", model, _opts(window=10.0), vad)
 
 
 # ---- command line -------------------------------------------------------------------------------
@@ -330,7 +351,7 @@ def test_cli_json_shape(tmp_path, model_dir, capsys):
 
 
 def test_no_vad_works_without_a_vad_model(tmp_path, model_dir, monkeypatch, capsys):
-    monkeypatch.setattr(infer, "find_vad_model", lambda *_: None)
+    monkeypatch.setattr(note_module, "find_vad_model", lambda *_: None)
     sf.write(tmp_path / "n.wav", note(9.0, seed=7), SR)
     assert main(["infer", str(model_dir), str(tmp_path / "n.wav"), "--no-vad", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["results"][0]["status"] == "ok"
@@ -351,8 +372,8 @@ def test_nonfinite_audio_is_refused_not_classified(tmp_path, model, model_dir, c
     late[-5:] = np.inf                                          # only in the last block
     sf.write(tmp_path / "inf.wav", late, SR, subtype="FLOAT")
     for name, count in (("nan.wav", 120), ("allnan.wav", 3 * SR), ("inf.wav", 5)):
-        with pytest.raises(infer.InferError, match=rf"{name}: non-finite audio: {count} of \d+ samples"):
-            infer.analyse(tmp_path / name, model, _opts(vad=False, block_seconds=2.0))
+        with pytest.raises(runtime.InferError, match=rf"{name}: non-finite audio: {count} of \d+ samples"):
+            runtime.analyse(tmp_path / name, model, _opts(vad=False, block_seconds=2.0))
     sf.write(tmp_path / "ok.wav", y, SR, subtype="FLOAT")
     rc = main(["infer", str(model_dir), str(tmp_path / "nan.wav"), str(tmp_path / "ok.wav"), "--no-vad", "--json"])
     bad, ok = json.loads(capsys.readouterr().out)["results"]

@@ -3,16 +3,16 @@ from __future__ import annotations
 
 
 def register(sub) -> None:
-    from serbench import infer
+    from serbench.runtime import cli
 
     p = sub.add_parser("infer", help="emotion of voice notes: VAD -> windows -> averaged probabilities")
-    infer.add_arguments(p)
+    cli.add_arguments(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from serbench import infer
+    from serbench.runtime import cli
 
-    doc, status = infer.run(args.model_dir, args.audio, args)
-    infer.print_results(doc, args)
+    doc, status = cli.run(args.model_dir, args.audio, args)
+    cli.print_results(doc, args)
     return status

@@ -1,0 +1,65 @@
+"""The exported model: one onnxruntime session over the merged graph, and the session factory
+that every onnxruntime session in serbench is opened through (threads, providers, log level,
+telemetry set in one place)."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .base import (INPUT_NAME, LABELS_FILE, MODEL_FILE, OUTPUT_NAME, PREPROCESS_FILE, SAMPLE_RATE,
+                   InferError)
+from .preprocess import model_input
+
+
+def default_threads() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def session(path, threads: int):
+    """An onnxruntime CPU session: ``threads`` intra-op threads, quiet logs, and onnxruntime's
+    native telemetry off, so nothing here (or in serbench, which opens every session through this)
+    makes a network attempt. The one place sessions are opened."""
+    import onnxruntime as ort
+
+    if hasattr(ort, "disable_telemetry_events"):
+        ort.disable_telemetry_events()
+    so = ort.SessionOptions()
+    so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+    so.log_severity_level = 3
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+class EmotionModel:
+    """An exported model folder: one ONNX graph (waveform -> class probabilities), its labels and
+    its preprocessing settings."""
+
+    def __init__(self, model_dir: str | os.PathLike, threads: int | None = None):
+        self.dir = Path(model_dir)
+        try:
+            self.labels = list(json.loads((self.dir / LABELS_FILE).read_text())["classes"])
+            self.preprocess = json.loads((self.dir / PREPROCESS_FILE).read_text())
+        except (OSError, ValueError, KeyError) as exc:
+            raise InferError(f"{self.dir}: not an exported serbench model folder "
+                             f"(needs {MODEL_FILE}, {LABELS_FILE}, {PREPROCESS_FILE}): {exc}") from exc
+        if not (self.dir / MODEL_FILE).is_file():
+            raise InferError(f"{self.dir}: no {MODEL_FILE}")
+        self.card = {}
+        if (self.dir / "model_card.json").is_file():
+            self.card = json.loads((self.dir / "model_card.json").read_text())
+        self.threads = threads or default_threads()
+        self.session = session(self.dir / MODEL_FILE, self.threads)
+        self.sample_rate = int(self.preprocess.get("sample_rate", SAMPLE_RATE))
+        if self.sample_rate != SAMPLE_RATE:
+            raise InferError(f"{self.dir}: model expects {self.sample_rate} Hz; this runtime feeds {SAMPLE_RATE}")
+
+    @property
+    def clip_seconds(self) -> float | None:
+        return self.preprocess.get("seconds")
+
+    def probabilities(self, window: np.ndarray) -> np.ndarray:
+        """One window of raw 16 kHz audio -> class probabilities (the training preprocessing applied)."""
+        x = model_input(window, self.preprocess)
+        return self.session.run([OUTPUT_NAME], {INPUT_NAME: x[None]})[0][0].astype(np.float64)
