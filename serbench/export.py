@@ -115,7 +115,7 @@ def resolve(db: store.Store, run_id: int, recipe: str | None, fold: int) -> dict
         if sib is not None:
             note = f"recipe {recipe!r} taken from run {sib['id']} (same invocation as run {run_id})"
             source = sib
-    folds = db.folds(int(source["id"]))
+    folds = db.fold_results(int(source["id"]))
     row = folds[folds["fold"] == fold]
     if row.empty:
         have = sorted(int(f) for f in folds["fold"])

@@ -192,7 +192,7 @@ class Runner:
                 reference = next((r for r in self.recipes if r.is_reference), None)
                 for recipe in self.recipes:
                     rid = run_ids[recipe.name]
-                    folds = db.folds(rid)
+                    folds = db.fold_results(rid)
                     summary = metrics.aggregate(list(folds["metrics"]))
                     summary["audit"] = {"shared_speakers_train_test": [
                         a["shared_speakers"]["train-test"]["count"] for a in folds["audit"]]}
@@ -306,7 +306,7 @@ class Runner:
         have = db.measurements(run_id)
         if len(have):
             return dict(zip(have["key"], have["value"]))
-        fold0 = db.folds(run_id)["details"].iloc[0]
+        fold0 = db.fold_results(run_id)["details"].iloc[0]
         art = compress.load(fold0["artefact"])
         values = {"size_mb": art.size_mb, "artefact": str(art.path)}
         if self.spec.measure:

@@ -1,10 +1,7 @@
 """The results store: one SQLite file holding runs, their folds, predictions and measurements.
 
-Why SQLite (stdlib ``sqlite3``): one file a user can copy, query with any tool and keep next to a
-paper, with real transactions. The file is opened in WAL mode with a busy timeout, so several
-``serbench run`` processes can write to it at once (writers queue for the lock, readers never
-block), and each write takes the lock up front (``BEGIN IMMEDIATE``) so a waiting writer queues
-instead of failing half-way.
+Several ``serbench run`` processes can write to one store at once; how the SQLite file makes that
+safe (WAL, write lock taken up front, read-only opening, migrations) is :mod:`serbench.storefile`.
 
 A fold's metrics, audit and every prediction are written in ONE transaction: a process killed at
 any point leaves either the whole fold or nothing of it. ``--resume`` then finds the unfinished
@@ -13,19 +10,16 @@ run with the same configuration (:meth:`Store.find_unfinished`), skips its store
 impossible to store twice.
 
 Every run row carries its configuration (hashed: the resume key; it must say whether the data
-are synthetic and where the weights came from) and provenance (:func:`serbench.provenance.provenance`: versions, git
-commit, machine), so any number in the store can be traced to what produced it.
+are synthetic and where the weights came from) and provenance (versions, git commit, machine:
+:func:`serbench.provenance.provenance`), so any number in the store can be traced to what produced it.
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
-import os
 import sqlite3
 import sys
-import time
-import urllib.parse
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -34,66 +28,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from serbench import atomic
+from serbench import storefile
 from serbench.errors import SerbenchError
 from serbench.paths import home
 
-SCHEMA_VERSION = 2
-STATUSES = ("running", "finished", "failed")
 REQUIRED_CONFIG = ("synthetic", "weights_source")
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    id          INTEGER PRIMARY KEY AUTOINCREMENT,
-    created     TEXT NOT NULL,
-    updated     TEXT NOT NULL,
-    model       TEXT NOT NULL,
-    recipe      TEXT NOT NULL,
-    protocol    TEXT NOT NULL,
-    mode        TEXT NOT NULL,
-    status      TEXT NOT NULL CHECK (status IN ('running', 'finished', 'failed')),
-    config_hash TEXT NOT NULL,
-    config      TEXT NOT NULL,
-    provenance  TEXT NOT NULL,
-    summary     TEXT,
-    error       TEXT,
-    invocation  TEXT
-);
-CREATE INDEX IF NOT EXISTS runs_by_config ON runs (config_hash, status);
-CREATE TABLE IF NOT EXISTS folds (
-    run_id   INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
-    fold     INTEGER NOT NULL,
-    name     TEXT,
-    status   TEXT NOT NULL,
-    finished TEXT NOT NULL,
-    metrics  TEXT NOT NULL,
-    audit    TEXT NOT NULL,
-    details  TEXT,
-    PRIMARY KEY (run_id, fold)
-);
-CREATE TABLE IF NOT EXISTS predictions (
-    run_id INTEGER NOT NULL,
-    fold   INTEGER NOT NULL,
-    utt_id TEXT NOT NULL,
-    y_true TEXT NOT NULL,
-    y_pred TEXT NOT NULL,
-    probs  TEXT,
-    speaker TEXT,
-    PRIMARY KEY (run_id, fold, utt_id),
-    FOREIGN KEY (run_id, fold) REFERENCES folds (run_id, fold) ON DELETE CASCADE
-);
-CREATE TABLE IF NOT EXISTS measurements (
-    run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
-    key    TEXT NOT NULL,
-    value  TEXT NOT NULL,
-    PRIMARY KEY (run_id, key)
-);
-"""
-# schema version -> the statements that bring a store of that version to the next one
-MIGRATIONS = {
-    1: ["ALTER TABLE runs ADD COLUMN invocation TEXT",       # one id per `serbench run` invocation
-        "ALTER TABLE predictions ADD COLUMN speaker TEXT"],  # clustered statistics resample speakers
-}
 
 
 def default_path() -> Path:
@@ -110,27 +49,7 @@ class Store:
     def __init__(self, path: str | Path | None = None, timeout: float = 60.0, readonly: bool = False):
         self.path = Path(path) if path is not None else default_path()
         self.readonly = readonly
-        if readonly:
-            self._conn = self._connect_readonly(timeout)
-            return
-        atomic.makedirs(self.path.parent, "the folder of the results store")
-        if self.path.is_dir():
-            raise SerbenchError(f"{self.path}: is a folder, not a results store file")
-        try:
-            # autocommit mode (isolation_level=None): transactions are explicit, see _write
-            self._conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
-        except sqlite3.Error as exc:
-            raise self._error(exc, "open it") from exc
-        try:
-            self._setup()
-        except sqlite3.DatabaseError as exc:
-            self._conn.close()
-            if _errorname(exc) in ("SQLITE_NOTADB", "SQLITE_CORRUPT"):
-                raise SerbenchError(f"{self.path}: not a usable results store: {exc}") from exc
-            raise self._error(exc, "open it for writing") from exc
-        except BaseException:
-            self._conn.close()
-            raise
+        self._conn = (storefile.open_readonly if readonly else storefile.open_writable)(self.path, timeout)
 
     @classmethod
     def existing(cls, path: str | Path | None = None, timeout: float = 60.0) -> Store:
@@ -138,120 +57,13 @@ class Store:
         exist (opening never creates one), and it can be read from a read-only folder or mount."""
         return cls(path, timeout=timeout, readonly=True)
 
-    # -- connection ---------------------------------------------------------------------------
-
-    def _connect_readonly(self, timeout: float) -> sqlite3.Connection:
-        """``mode=ro``: nothing is created or written. A WAL store in a folder that cannot be
-        written (a read-only mount) and without a ``-wal`` file still holding changes is opened
-        ``immutable`` (SQLite cannot create its shared-memory file there; nothing can change it)."""
-        if self.path.is_dir():
-            raise SerbenchError(f"{self.path}: is a folder, not a results store file")
-        if not self.path.is_file():
-            raise SerbenchError(f"{self.path}: no results store there (run `serbench run` first, or pass --store)")
-        base = "file:" + urllib.parse.quote(str(self.path.resolve())) + "?mode=ro"
-        wal = self.path.with_name(self.path.name + "-wal")
-        tries = [base]
-        if not os.access(self.path.parent, os.W_OK) and not (wal.is_file() and wal.stat().st_size > 0):
-            tries.append(base + "&immutable=1")
-        for i, uri in enumerate(tries):
-            conn = sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None)
-            try:
-                version = conn.execute("PRAGMA user_version").fetchone()[0]
-                tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            except sqlite3.DatabaseError as exc:
-                conn.close()
-                if i + 1 < len(tries) and _errorname(exc) == "SQLITE_CANTOPEN":
-                    continue
-                if _errorname(exc) in ("SQLITE_NOTADB", "SQLITE_CORRUPT"):
-                    raise SerbenchError(f"{self.path}: not a usable results store: {exc}") from exc
-                raise self._error(exc, "read it") from exc
-            if version > SCHEMA_VERSION:
-                conn.close()
-                raise SerbenchError(f"{self.path}: written by a newer serbench (schema {version}, "
-                                    f"this one reads {SCHEMA_VERSION})")
-            if not {"runs", "folds", "predictions", "measurements"} <= tables:
-                conn.close()
-                raise SerbenchError(f"{self.path}: not a serbench results store (it has no runs table"
-                                    f"{'; the file is empty' if self.path.stat().st_size == 0 else ''})")
-            conn.execute("PRAGMA query_only=ON")
-            return conn
-        raise AssertionError("unreachable")
-
-    def _error(self, exc: sqlite3.Error, action: str) -> SerbenchError:
-        """An SQLite failure as one line naming the store, what was being done and why."""
-        name = _errorname(exc)
-        folder = self.path.parent
-        if name == "SQLITE_FULL":
-            why = "no space left on the device (disk full) [SQLITE_FULL]; nothing of this write was stored"
-        elif name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN")):
-            if not os.access(folder, os.W_OK) or (self.path.exists() and not os.access(self.path, os.W_OK)):
-                where = "on a read-only file system" if _readonly_mount(folder) else "not writable"
-                why = (f"{folder} is {where} [{name}]; writing results needs a writable folder "
-                       "(pass --store with another path, or set SERBENCH_HOME)")
-            else:
-                why = f"{exc} [{name}]"
-        elif name.startswith("SQLITE_IOERR"):
-            why = f"disk I/O error [{name}] (is the disk full or gone?); nothing of this write was stored"
-        else:
-            why = f"{exc}" + (f" [{name}]" if name else "")
-        return SerbenchError(f"results store {self.path}: cannot {action}: {why}")
-
-    def _setup(self) -> None:
-        conn = self._conn
-        for attempt in range(50):  # switching to WAL needs a moment of exclusive access
-            try:
-                mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-                break
-            except sqlite3.OperationalError as exc:
-                if attempt == 49 or not _errorname(exc).startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
-                    raise
-                time.sleep(0.1)
-        if mode.lower() != "wal":
-            raise SerbenchError(f"{self.path}: cannot use WAL mode (got {mode!r}); is it on a network drive?")
-        conn.execute("PRAGMA foreign_keys=ON")
-        with self._write("set up its tables"):
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise SerbenchError(f"{self.path}: written by a newer serbench (schema {version}, "
-                                    f"this one reads {SCHEMA_VERSION})")
-            if version == 0:
-                for statement in filter(str.strip, SCHEMA.split(";")):  # executescript would COMMIT
-                    conn.execute(statement)
-            else:
-                for v in range(version, SCHEMA_VERSION):
-                    for statement in MIGRATIONS[v]:
-                        conn.execute(statement)
-            if version < SCHEMA_VERSION:
-                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-
     @contextmanager
     def _write(self, action: str = "write to it") -> Iterator[sqlite3.Connection]:
-        """One write transaction, holding the write lock from its start. A failure (disk full,
-        read-only ...) rolls it back whole and is raised as a :class:`SerbenchError` naming the
-        store and ``action``."""
+        """One write transaction (:func:`serbench.storefile.transaction`): all of it or nothing."""
         if self.readonly:
             raise SerbenchError(f"results store {self.path}: cannot {action}: it was opened read-only")
-        try:
-            self._conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            raise self._error(exc, action) from exc
-        try:
-            yield self._conn
-            self._conn.execute("COMMIT")
-        except sqlite3.OperationalError as exc:
-            self._rollback()
-            raise self._error(exc, action) from exc
-        except BaseException:
-            self._rollback()
-            raise
-
-    def _rollback(self) -> None:
-        """Roll back, unless SQLite has already (it does itself on SQLITE_FULL and some I/O errors)."""
-        if self._conn.in_transaction:
-            try:
-                self._conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
+        with storefile.transaction(self._conn, self.path, action) as conn:
+            yield conn
 
     def close(self) -> None:
         try:
@@ -402,7 +214,7 @@ class Store:
         df["weights_source"] = [c.get("weights_source") for c in df["config"]]
         return df
 
-    def folds(self, run_id: int | None = None) -> pd.DataFrame:
+    def fold_results(self, run_id: int | None = None) -> pd.DataFrame:
         """Stored folds (of one run, or all), with ``ua``/``wa``/``macro_f1`` lifted out of metrics."""
         where, args = ("WHERE run_id = ?", (run_id,)) if run_id is not None else ("", ())
         df = self._frame(f"SELECT * FROM folds {where} ORDER BY run_id, fold", args, ("metrics", "audit", "details"))
@@ -469,25 +281,3 @@ def _decode(row: dict, json_cols: tuple[str, ...]) -> dict:
         if row.get(col) is not None:
             row[col] = json.loads(row[col])
     return row
-
-
-def _errorname(exc: BaseException) -> str:
-    """SQLite's name for the error (``SQLITE_FULL`` ...), from Python's attribute or the message."""
-    name = getattr(exc, "sqlite_errorname", None)
-    if name:
-        return name
-    text = str(exc).lower()
-    for needle, guess in (("disk is full", "SQLITE_FULL"), ("readonly database", "SQLITE_READONLY"),
-                          ("unable to open", "SQLITE_CANTOPEN"), ("not a database", "SQLITE_NOTADB"),
-                          ("disk i/o", "SQLITE_IOERR"), ("locked", "SQLITE_BUSY")):
-        if needle in text:
-            return guess
-    return ""
-
-
-def _readonly_mount(folder: Path) -> bool:
-    """Whether ``folder`` lies on a file system mounted read-only (statvfs ST_RDONLY)."""
-    try:
-        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
-    except (OSError, AttributeError):
-        return False

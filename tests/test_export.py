@@ -64,7 +64,7 @@ def _graph_probs(folder, waves):
 def _reference(run_id, recipe_run, waves):
     """The store's fold-0 artefact (as `serbench run` evaluated it) + the saved torch head."""
     with store.Store() as db:
-        art = compress.load(db.folds(recipe_run)["details"].iloc[0]["artefact"])
+        art = compress.load(db.fold_results(recipe_run)["details"].iloc[0]["artefact"])
         head, _ = export.load_head(export.heads_path(db, run_id, 0))
     return export.reference_probabilities(art, head, waves), art
 

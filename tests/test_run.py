@@ -102,7 +102,7 @@ def test_finetune_mode_runs_and_keeps_heads(shared_home, tmp_path):
         assert sorted(p.name for p in db.run_files(res.run_id).glob("fold*.pt")) == [
             f"fold{k}.pt" for k in range(5)]
         assert db.run_files(res.run_id).parent == tmp_path / "ft.runs"   # beside its own store
-        details = db.folds(res.run_id)["details"].iloc[0]
+        details = db.fold_results(res.run_id)["details"].iloc[0]
         assert details["epochs"] == 1 and db.run(res.run_id)["config"]["mode"] == "finetune"
         art = json.loads((Path(details["artefact"]) / "artefact.json").read_text())
         assert art["provenance"]["weights"]["kind"] == "finetuned"
@@ -120,7 +120,7 @@ def test_static_recipe_calibrates_on_training_utterances_only(shared_home, tmp_p
                    synthetic=True, synthetic_size="tiny", measure=False, calibration_clips=8)
     (res,) = Runner(spec, store_path=tmp_path / "s.sqlite", progress=False, log=lambda *a: None).run()
     with store.Store(tmp_path / "s.sqlite") as db:
-        folds = db.folds(res.run_id)
+        folds = db.fold_results(res.run_id)
     for _, row in folds.iterrows():
         ids = row["details"]["calibration_ids"]
         held_out = row["audit"]["held_out"]["test"] + row["audit"]["held_out"]["val"]
@@ -144,7 +144,7 @@ def test_head_label_map_and_seed_are_chosen_recorded_and_shown(shared_home, tmp_
     with store.Store(store_path) as db:
         run = db.runs().iloc[-1]
         cfg = run["config"]
-        folds = db.folds(int(run["id"]))
+        folds = db.fold_results(int(run["id"]))
     assert cfg["head"]["name"] == "svm-linear" and cfg["head"]["kind"] == "svm-linear"
     assert cfg["data"]["ravdess"]["label_map"] == "ravdess-8class"
     assert cfg["protocol"]["label_maps"] == {"ravdess": "ravdess-8class"}

@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from serbench import store
+from serbench import store, storefile
 from serbench.errors import SerbenchError
 from serbench.provenance import provenance
 from serbench.store import Store
@@ -50,7 +50,7 @@ def test_round_trip_and_wal(tmp_path):
         assert runs.loc[0, "status"] == "finished" and runs.loc[0, "folds_done"] == 2
         assert bool(runs.loc[0, "synthetic"]) and runs.loc[0, "weights_source"] == "random-init:seed=0"
         assert runs.loc[0, "summary"] == {"ua": {"mean": 0.505}}
-        folds = s.folds(run)
+        folds = s.fold_results(run)
         assert folds["fold"].tolist() == [0, 1] and folds["ua"].tolist() == [0.5, 0.51]
         assert folds.loc[0, "details"] == {"best_epoch": 3} and folds.loc[1, "name"] == "Ses02"
         preds = s.predictions(run, fold=1)
@@ -187,7 +187,7 @@ def test_two_processes_write_at_once(tmp_path):
             assert len(s.predictions(run)) == 2500
             assert len(s.measurements(run)) == 25
         # the two runs' writes interleaved in time (they really ran at once)
-        f = s.folds()
+        f = s.fold_results()
         first_done = f.groupby("run_id")["finished"].max().min()
         assert (f.groupby("run_id")["finished"].min() < first_done).all()
 
@@ -222,7 +222,7 @@ def test_a_schema_1_store_is_migrated_and_keeps_its_runs(tmp_path):
 
     path = tmp_path / "old.sqlite"
     con = sqlite3.connect(path)
-    old_schema = store.SCHEMA.replace(",\n    invocation  TEXT", "").replace("\n    speaker TEXT,", "")
+    old_schema = storefile.SCHEMA.replace(",\n    invocation  TEXT", "").replace("\n    speaker TEXT,", "")
     con.executescript(old_schema)
     con.execute("INSERT INTO runs (created, updated, model, recipe, protocol, mode, status, config_hash, config,"
                 " provenance) VALUES ('t', 't', 'm', 'r', 'p', 'probe', 'running', 'h', '{}', '{}')")
@@ -234,4 +234,4 @@ def test_a_schema_1_store_is_migrated_and_keeps_its_runs(tmp_path):
         assert list(runs["model"]) == ["m"] and runs["invocation"].isna().all()
         cols = [r[1] for r in db._conn.execute("PRAGMA table_info(predictions)")]
         assert "speaker" in cols
-        assert db._conn.execute("PRAGMA user_version").fetchone()[0] == store.SCHEMA_VERSION
+        assert db._conn.execute("PRAGMA user_version").fetchone()[0] == storefile.SCHEMA_VERSION
