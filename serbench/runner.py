@@ -1,7 +1,7 @@
 """``serbench run``: one model, one protocol, one or more compression recipes, stored with provenance.
 
 The flow (each step is another module; this one only wires them):
-corpora (:mod:`serbench.datasets`) -> audited folds (:mod:`serbench.protocols`) -> per fold, a head
+corpora (:mod:`serbench.sources`) -> audited folds (:mod:`serbench.protocols`) -> per fold, a head
 trained on the *training* split and selected on the *validation* split (probe: on cached fp32
 embeddings, :mod:`serbench.train`; fine-tune: the backbone too, :mod:`serbench.finetune`) -> for each
 recipe, the (fine-tuned or pretrained) backbone compressed by it (:mod:`serbench.compress`; static
@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from serbench import (atomic, audio, backbones, compress, datasets, embed, heads, labels, metrics,
-                      protocols, provenance, registry, stats, store, train)
+from serbench import (atomic, audio, backbones, compress, embed, heads, labels, metrics,
+                      protocols, provenance, registry, sources, stats, store, train)
 from serbench.errors import SerbenchError
 from serbench.finetune import FinetuneConfig, finetune
 
@@ -97,10 +97,10 @@ class Runner:
 
     def _prepare(self) -> None:
         s = self.spec
-        self.sources = datasets.resolve(self.protocol.corpora, s.data, s.synthetic, s.synthetic_size,
+        self.sources = sources.resolve(self.protocol.corpora, s.data, s.synthetic, s.synthetic_size,
                                         seed=0, progress=self.progress)
         maps = {c: self.protocol.label_map(c) for c in self.protocol.corpora}
-        self.manifests = datasets.manifests(self.sources, maps, progress=self.progress)
+        self.manifests = sources.manifests(self.sources, maps, progress=self.progress)
         for name, m in self.manifests.items():
             if m.skipped:
                 self.notes.append(f"{name}: {len(m.skipped)} file(s) skipped, not scored (see `serbench corpus "

@@ -39,7 +39,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from serbench import api, datasets
+    from serbench import api, sources
     from serbench.finetune import FinetuneConfig
 
     quiet = args.quiet or args.json
@@ -48,7 +48,7 @@ def run(args) -> int:
         store=args.store, resume=args.resume, progress=not quiet, log=None if quiet else print,
         mode=args.mode, weights=args.weights, corpus=args.corpus, head=args.head,
         label_maps=parse_label_maps(args.label_map),
-        data=datasets.parse_data_args(args.data), synthetic=args.synthetic,
+        data=sources.parse_data_args(args.data), synthetic=args.synthetic,
         synthetic_size=args.synthetic_size, seed=args.seed, measure=not args.no_measure,
         finetune=FinetuneConfig(**({"epochs": args.epochs} if args.epochs else {})),
     )

@@ -1,4 +1,5 @@
-"""Where each corpus a protocol names lives on this machine.
+"""The sources of a run's corpora: where each corpus a protocol names lives on this machine, a
+real folder or the built-in synthetic version (named "sources", not "datasets": it loads nothing).
 
 A protocol names corpora by role (``iemocap``, ``crema-d``, ...); their folders come from, in
 order: ``--data NAME=PATH`` on the command line, ``$SERBENCH_DATA_<NAME>`` (``-`` as ``_``, e.g.
