@@ -17,7 +17,6 @@ evaluated. Uses a GPU when one is present.
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -26,7 +25,7 @@ from transformers import get_cosine_schedule_with_warmup
 
 from serbench import backbones, metrics
 from serbench.audio import Augment
-from serbench.train import FocalLoss, LayerWeightedProbe, balanced_alpha
+from serbench.train import EarlyStopping, FocalLoss, LayerWeightedProbe, balanced_alpha
 
 
 @dataclass(frozen=True)
@@ -124,7 +123,7 @@ def _finetune(backbone, normalize, train_waves, yt, val_waves, yv, classes, c, d
         sched = get_cosine_schedule_with_warmup(opt, int(c.warmup * total), total)
         loss_fn = FocalLoss(balanced_alpha(yt, len(classes)), c.gamma, c.label_smoothing).to(device)
 
-        history, best, best_state, waited = [], None, None, 0
+        history, stopper = [], EarlyStopping(c.patience)
         for epoch in range(1, c.epochs + 1):
             net.train()
             head.train()
@@ -150,17 +149,12 @@ def _finetune(backbone, normalize, train_waves, yt, val_waves, yv, classes, c, d
             history.append(record)
             if progress:
                 progress(epoch, record)
-            if best is None or (val_ua, -val_loss) > best:
-                best, waited = (val_ua, -val_loss), 0
-                best_state = (copy.deepcopy(backbone.state_dict()), copy.deepcopy(head.state_dict()), epoch)
-            else:
-                waited += 1
-                if waited >= c.patience:
-                    break
-    backbone.load_state_dict(best_state[0])
-    head.load_state_dict(best_state[1])
-    return FinetuneResult(backbone.eval().cpu(), head.eval().cpu(), history, best_state[2], float(best[0]),
-                          c.to_dict())
+            if stopper.step((val_ua, -val_loss), (backbone.state_dict(), head.state_dict())):
+                break
+    backbone.load_state_dict(stopper.best_state[0])
+    head.load_state_dict(stopper.best_state[1])
+    return FinetuneResult(backbone.eval().cpu(), head.eval().cpu(), history, stopper.best_epoch,
+                          float(stopper.best[0]), c.to_dict())
 
 
 def _evaluate(net, head, waves, y, loss_fn, device) -> tuple[np.ndarray, float]:

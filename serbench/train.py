@@ -103,6 +103,33 @@ class LayerWeightedProbe(nn.Module):
         return self.head(pooled)
 
 
+class EarlyStopping:
+    """Keep the best validation epoch's state; say stop after ``patience`` epochs without a better one.
+
+    The one early-stopping rule of probe training and fine-tuning: ``score`` is compared with
+    ``>`` (a tuple such as ``(val_ua, -val_loss)`` breaks ties on validation loss), so only a
+    strictly better epoch replaces the kept one and, of equal scores, the earlier epoch stays.
+    ``state`` is deep-copied only when it is kept (a model's ``state_dict()`` holds references).
+    """
+
+    def __init__(self, patience: int):
+        self.patience = patience
+        self.best = None          # the kept epoch's score
+        self.best_state = None    # its state, a deep copy
+        self.best_epoch = 0       # 1-based
+        self.epochs = self.waited = 0
+
+    def step(self, score, state) -> bool:
+        """Record one epoch's ``score`` and ``state``; True when training should stop."""
+        self.epochs += 1
+        if self.best is None or score > self.best:
+            self.best, self.best_epoch, self.waited = score, self.epochs, 0
+            self.best_state = copy.deepcopy(state)
+            return False
+        self.waited += 1
+        return self.waited >= self.patience
+
+
 @dataclass(frozen=True)
 class ProbeConfig:
     hidden: int = 256
@@ -206,7 +233,7 @@ def _fit(X_train, yt, X_val, yv, X_test, classes, alpha, scaler, c: ProbeConfig)
         xv, tv = torch.from_numpy(X_val), torch.from_numpy(yv)
 
         history: list[dict] = []
-        best_key, best_state, best_epoch, waited = None, None, 0, 0
+        stopper = EarlyStopping(c.patience)
         for epoch in range(1, c.max_epochs + 1):
             model.train()
             total = 0.0
@@ -224,22 +251,16 @@ def _fit(X_train, yt, X_val, yv, X_test, classes, alpha, scaler, c: ProbeConfig)
             val_ua = metrics.ua(yv, pred, classes)
             history.append({"epoch": epoch, "train_loss": total / len(xt), "val_loss": val_loss,
                             "val_ua": val_ua, "val_wa": float((pred == yv).mean())})
-            key = (val_ua, -val_loss)
-            if best_key is None or key > best_key:
-                best_key, best_epoch, waited = key, epoch, 0
-                best_state = copy.deepcopy(model.state_dict())
-            else:
-                waited += 1
-                if waited >= c.patience:
-                    break
-        model.load_state_dict(best_state)
+            if stopper.step((val_ua, -val_loss), model.state_dict()):
+                break
+        model.load_state_dict(stopper.best_state)
         model.eval()
 
     val_pred, val_proba = predict(model, X_val)
     pred, proba = predict(model, X_test) if X_test is not None else (None, None)
     return ProbeResult(
         pred=pred, proba=proba, val_pred=val_pred, val_proba=val_proba, history=history,
-        best_epoch=best_epoch, best_val_ua=float(best_key[0]),
+        best_epoch=stopper.best_epoch, best_val_ua=float(stopper.best[0]),
         layer_weights=[float(w) for w in model.layer_weights().detach()], config=c.to_dict(), model=model,
     )
 
