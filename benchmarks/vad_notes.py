@@ -110,7 +110,7 @@ def note_speakers(n: int, seed: int):
 
 def train_and_export(args, home: Path) -> Path:
     """A finished run in this benchmark's home (reused when its configuration matches), exported."""
-    from serbench import export, store
+    from serbench import deploy, store
     from serbench.runner import Runner, RunSpec
 
     out = home / "exports" / f"{args.model}-{args.weights.replace(':', '')}-{args.size}-{args.recipe}"
@@ -124,7 +124,7 @@ def train_and_export(args, home: Path) -> Path:
     with store.Store() as db:
         ua = db.run(result.run_id)["summary"]["ua"]["mean"]
     print(f"  run {result.run_id}: test UA {100 * ua:.1f} %", flush=True)
-    export.export(result.run_id, out, force=True, log=lambda *a: None)
+    deploy.export(result.run_id, out, force=True, log=lambda *a: None)
     return out
 
 

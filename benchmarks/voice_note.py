@@ -30,7 +30,7 @@ from vad_notes import CLASSES, SR, make_note, note_speakers  # noqa: E402
 
 
 def exports(args, home: Path) -> dict[str, Path]:
-    from serbench import export
+    from serbench import deploy
     from serbench.runner import Runner, RunSpec
 
     recipes = tuple(r.strip() for r in args.recipes.split(","))
@@ -42,7 +42,7 @@ def exports(args, home: Path) -> dict[str, Path]:
     print(f"training + compressing: serbench run --model {args.model} --weights {args.weights} "
           f"--protocol production --synthetic --synthetic-size tiny --recipe {args.recipes}", flush=True)
     for r in Runner(spec, progress=False, log=lambda *a: None).run():
-        export.export(r.run_id, out[r.recipe], force=True, log=lambda *a: None)
+        deploy.export(r.run_id, out[r.recipe], force=True, log=lambda *a: None)
     return out
 
 

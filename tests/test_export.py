@@ -13,7 +13,8 @@ import pytest
 import soundfile as sf
 import soxr
 
-from serbench import compress, export, runtime, store
+from serbench import compress, deploy, runtime, store
+from serbench.deploy import graph, select
 from serbench.cli import main
 from serbench.errors import SerbenchError
 from serbench.runner import Runner, RunSpec
@@ -65,13 +66,13 @@ def _reference(run_id, recipe_run, waves):
     """The store's fold-0 artefact (as `serbench run` evaluated it) + the saved torch head."""
     with store.Store() as db:
         art = compress.load(db.fold_results(recipe_run)["details"].iloc[0]["artefact"])
-        head, _ = export.load_head(export.heads_path(db, run_id, 0))
-    return export.reference_probabilities(art, head, waves), art
+        head, _ = select.load_head(select.heads_path(db, run_id, 0))
+    return graph.reference_probabilities(art, head, waves), art
 
 
 def test_exported_graph_equals_artefact_plus_head(shared_home, runs, tmp_path):
     out = tmp_path / "fp32"
-    card = export.export(runs["fp32"], out, log=lambda *a: None)
+    card = deploy.export(runs["fp32"], out, log=lambda *a: None)
     assert {p.name for p in out.iterdir()} >= {"model.onnx", "labels.json", "preprocess.json", "infer.py",
                                                "requirements.txt", "model_card.json", "MODEL_CARD.md", "vad"}
     waves = _clips()
@@ -97,7 +98,7 @@ def test_exported_graph_equals_artefact_plus_head(shared_home, runs, tmp_path):
 
 def test_int8_export_stays_int8_and_other_recipe_comes_from_the_sibling_run(shared_home, runs, tmp_path):
     out = tmp_path / "int8"
-    card = export.export(runs["fp32"], out, recipe="static-int8", log=lambda *a: None, measure_latency=False)
+    card = deploy.export(runs["fp32"], out, recipe="static-int8", log=lambda *a: None, measure_latency=False)
     assert card["run_id"] == runs["static-int8"] and card["recipe"] == "static-int8"
     assert "taken from run" in card["note"] and card["accuracy"]["measured_by_run"] == runs["static-int8"]
     ops = Counter(n.op_type for n in onnx.load(str(out / "model.onnx")).graph.node)
@@ -112,31 +113,31 @@ def test_int8_export_stays_int8_and_other_recipe_comes_from_the_sibling_run(shar
 @pytest.mark.parametrize("recipe", ["dynamic-int8", "fp16"])
 def test_uncalibrated_recipe_is_rebuilt_and_says_it_was_not_measured(shared_home, runs, tmp_path, recipe):
     out = tmp_path / recipe
-    card = export.export(runs["fp32"], out, recipe=recipe, log=lambda *a: None, measure_latency=False)
+    card = deploy.export(runs["fp32"], out, recipe=recipe, log=lambda *a: None, measure_latency=False)
     assert card["recipe"] == recipe and card["accuracy"]["measured_by_run"] is None
     assert "NOT measured" in card["note"] and "not measured" in (out / "MODEL_CARD.md").read_text()
     waves = _clips()
     with store.Store() as db:
-        head, _ = export.load_head(export.heads_path(db, runs["fp32"], 0))
+        head, _ = select.load_head(select.heads_path(db, runs["fp32"], 0))
     art = compress.load(card["backbone_artefact"]["path"])
     assert art.recipe == recipe
-    np.testing.assert_allclose(_graph_probs(out, waves), export.reference_probabilities(art, head, waves),
+    np.testing.assert_allclose(_graph_probs(out, waves), graph.reference_probabilities(art, head, waves),
                                atol=1e-5)
 
 
 def test_refusals(shared_home, runs, tmp_path):
     with pytest.raises(SerbenchError, match="calibrated"):
-        export.export(runs["fp32"], tmp_path / "a", recipe="inc-int8", log=lambda *a: None)
+        deploy.export(runs["fp32"], tmp_path / "a", recipe="inc-int8", log=lambda *a: None)
     with pytest.raises(SerbenchError, match="no run 999"):
-        export.export(999, tmp_path / "b", log=lambda *a: None)
+        deploy.export(999, tmp_path / "b", log=lambda *a: None)
     with pytest.raises(SerbenchError, match="no fold 3"):
-        export.export(runs["fp32"], tmp_path / "c", fold=3, log=lambda *a: None)
+        deploy.export(runs["fp32"], tmp_path / "c", fold=3, log=lambda *a: None)
     with pytest.raises(SerbenchError, match="no-such"):
-        export.export(runs["fp32"], tmp_path / "d", recipe="no-such", log=lambda *a: None)
+        deploy.export(runs["fp32"], tmp_path / "d", recipe="no-such", log=lambda *a: None)
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("x")
     with pytest.raises(SerbenchError, match="not empty"):
-        export.export(runs["fp32"], tmp_path / "full", log=lambda *a: None)
+        deploy.export(runs["fp32"], tmp_path / "full", log=lambda *a: None)
     assert (tmp_path / "full" / "x").read_text() == "x"
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir())   # no temp folder left behind
 
@@ -145,13 +146,13 @@ def test_a_head_that_is_not_the_runs_is_refused(shared_home, runs, tmp_path, mon
     import torch
 
     with store.Store() as db:
-        saved = torch.load(export.heads_path(db, runs["fp32"], 0), weights_only=True)
+        saved = torch.load(select.heads_path(db, runs["fp32"], 0), weights_only=True)
     saved["state_dict"]["layer_logits"] = saved["state_dict"]["layer_logits"] + torch.tensor([1.0, 0.0, 0.0])
     other = tmp_path / "fold0.pt"
     torch.save(saved, other)
-    monkeypatch.setattr(export, "heads_path", lambda db, run_id, fold: other)
+    monkeypatch.setattr(select, "heads_path", lambda db, run_id, fold: other)
     with pytest.raises(SerbenchError, match="not the head run"):
-        export.export(runs["fp32"], tmp_path / "out", log=lambda *a: None)
+        deploy.export(runs["fp32"], tmp_path / "out", log=lambda *a: None)
 
 
 def test_cli_export_then_standalone_infer_without_torch(shared_home, runs, tmp_path, capsys):
@@ -194,7 +195,7 @@ def test_a_linear_head_exports_into_the_same_graph(shared_home, tmp_path):
                    synthetic=True, synthetic_size="tiny", measure=False)
     (res,) = Runner(spec, progress=False, log=lambda *a: None).run()
     out = tmp_path / "logreg"
-    card = export.export(res.run_id, out, log=lambda *a: None, measure_latency=False)
+    card = deploy.export(res.run_id, out, log=lambda *a: None, measure_latency=False)
     assert card["head"] == "logreg" and "LinearHead" in card["graph"]["head"]
     assert "| head | logreg" in (out / "MODEL_CARD.md").read_text()
     waves = _clips()

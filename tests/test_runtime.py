@@ -14,7 +14,7 @@ import pytest
 import soundfile as sf
 import soxr
 
-from serbench import audio, compress, embed, export, runtime, registry
+from serbench import audio, compress, deploy, embed, runtime, registry
 from serbench.cli import main
 from serbench.runtime import note as note_module
 from serbench.synth import voice
@@ -42,9 +42,9 @@ def model_dir(tmp_path_factory):
         out = tmp_path_factory.mktemp("model")
         import onnx
 
-        onnx.save(export.merged_graph(art.path / art.file, head, 3, 32), str(out / runtime.MODEL_FILE))
+        onnx.save(deploy.graph.merged_graph(art.path / art.file, head, 3, 32), str(out / runtime.MODEL_FILE))
         pre = {**audio.Preprocess().config(), "min_samples": embed.MIN_SAMPLES}
-        export.write_runtime_files(out, ["angry", "happy", "neutral", "sad"], pre, log=lambda *a: None)
+        deploy.write_runtime_files(out, ["angry", "happy", "neutral", "sad"], pre, log=lambda *a: None)
     finally:
         mp.undo()
     return out

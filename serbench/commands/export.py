@@ -1,4 +1,7 @@
-"""``serbench export --run ID [--recipe R] [--fold K] OUT``: a run's model as a deployable folder."""
+"""``serbench export --run ID [--recipe R] [--fold K] OUT``: a run's model as a deployable folder.
+
+A thin wrapper: :func:`serbench.deploy.export` writes the folder and returns its model card; this
+parses the arguments and prints a summary of the card (or the card as JSON)."""
 from __future__ import annotations
 
 import json
@@ -19,10 +22,10 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from serbench import export
+    from serbench import deploy, fmt
 
     quiet = args.json
-    card = export.export(args.run, args.out, recipe=args.recipe, fold=args.fold, store_path=args.store,
+    card = deploy.export(args.run, args.out, recipe=args.recipe, fold=args.fold, store_path=args.store,
                          force=args.force, measure_latency=not args.no_latency,
                          log=(lambda *_: None) if quiet else print)
     if args.json:
@@ -30,8 +33,7 @@ def run(args) -> int:
         return 0
     acc = card["accuracy"]
     ua = acc.get("ua") if acc.get("measured_by_run") else None
-    ua_text = "not measured" if ua is None else (
-        f"{100 * ua['mean']:.1f}" + (f" ± {100 * ua['std']:.1f}" if ua.get("std") is not None else "") + " %")
+    ua_text = "not measured" if ua is None else fmt.mean_std(ua["mean"], ua.get("std")) + " %"
     lat = card["latency"]
     print(f"exported {card['model']} {card['recipe']} (run {card['run_id']}, fold {card['fold']}) to {args.out}")
     print(f"  UA {ua_text}; model.onnx {card['size']['model_onnx_mb']:.2f} MB"
