@@ -79,11 +79,11 @@ def run_records(runner, results) -> list[dict]:
 
 def verdict(paired: dict) -> str:
     """What the interval of a compressed run's UA difference to the reference says
-    (:func:`serbench.report.verdict`, the one wording used everywhere)."""
-    from serbench import report
+    (:func:`serbench.fmt.verdict`, the one wording used everywhere)."""
+    from serbench import fmt
 
     ua = paired["ua"]
-    return report.verdict(ua["low"], ua["high"], paired["reference_recipe"], ua["covers_zero"])
+    return fmt.verdict(ua["low"], ua["high"], paired["reference_recipe"], ua["covers_zero"])
 
 
 def _flat(r: dict) -> dict:
@@ -117,12 +117,13 @@ def results(store: str | Path | None = None, runs: list[int] | None = None, *,
     """The report's runs table: one row per stored run (by default the latest finished run per
     model, recipe, protocol, mode, kind of data, label map and head), with UA and its interval,
     size, latency, head, label map, weights and data marks."""
-    from serbench import report, store as store_mod
+    from serbench import store as store_mod
+    from serbench.results import open_store, run_table, select_runs
 
     with paths.using_home(home):
         path = Path(store) if store is not None else store_mod.default_path()
-        with report.open_store(path) as db:
-            return report.run_table(db, report.select_runs(db.runs(), runs))
+        with open_store(path) as db:
+            return run_table(db, select_runs(db.runs(), runs))
 
 
 def bench(model: str, recipes=("fp32",), weights: str = "hub", *, home: str | Path | None = None,

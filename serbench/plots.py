@@ -21,6 +21,8 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from serbench.fmt import pct, plot_label, slug  # noqa: E402
+
 FRONT_COLOUR = "#c0392b"
 RECALL_TITLE = "Per-class recall on the target corpus"
 CI_COLOUR = "#555555"
@@ -29,13 +31,12 @@ CI_COLOUR = "#555555"
 def report_figures(runs: pd.DataFrame, cross: pd.DataFrame,
                    speakers: pd.DataFrame | None = None) -> dict[str, tuple[str, Figure]]:
     """Every figure of a report, ``{file stem: (caption, figure)}``, from its run table (with
-    fronts, :func:`serbench.report.add_fronts`), cross-corpus table and per-speaker table
-    (:func:`serbench.report.speakers_table`): per protocol-and-data group the size, latency and
+    fronts, :func:`serbench.results.add_fronts`), cross-corpus table and per-speaker table
+    (:func:`serbench.views.speakers_table`): per protocol-and-data group the size, latency and
     3-D fronts (each only over the runs that have its numbers; UA error bars where the run has a
     speaker interval), the target corpus's per-class recall, per group a strip plot of UA per test
     speaker per run, and one confusion heatmap per run."""
     from serbench import metrics
-    from serbench.report import pct, plot_label, slug
 
     figs: dict[str, tuple[str, Figure]] = {}
     for group, df in runs.groupby("pareto_group", sort=False):

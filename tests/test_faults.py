@@ -23,12 +23,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from serbench import atomic, embed, gate, report
+from serbench import atomic, embed, gate, results
 from serbench.cli import main
 from serbench.errors import SerbenchError
 from serbench.store import Store
 from serbench.synth import corpora as synth
-from test_report import write_run
+from _runs import write_run
 
 RUN = dict(model="tiny", recipe="fp32", protocol="loso", mode="probe",
            config={"synthetic": True, "weights_source": {"kind": "random", "seed": 0}})
@@ -314,7 +314,7 @@ def test_reading_commands_open_a_store_on_a_read_only_mount(tmpfs, tmp_path, cap
         baseline = tmp_path / "baseline.json"
         assert main(["gate", "--store", str(ro / "results.sqlite"), "--baseline", str(baseline), "--update"]) == 0
         assert main(["gate", "--store", str(ro / "results.sqlite"), "--baseline", str(baseline)]) == 0
-        with report.open_store(ro / "results.sqlite") as db:
+        with results.open_store(ro / "results.sqlite") as db:
             assert db.run(rid)["status"] == "finished"
         capsys.readouterr()
         # writing is refused, naming the read-only folder
@@ -364,7 +364,7 @@ def test_read_only_store_in_a_folder_without_write_permission(tmp_path):
     _hand_store(folder / "results.sqlite")
     folder.chmod(0o555)
     try:
-        with report.open_store(folder / "results.sqlite") as db:
+        with results.open_store(folder / "results.sqlite") as db:
             assert len(gate.current_entries(db)) == 1
         with pytest.raises(SerbenchError, match="not writable"):
             Store(folder / "results.sqlite")

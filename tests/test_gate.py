@@ -11,7 +11,7 @@ import pytest
 from serbench import gate
 from serbench.cli import main
 from serbench.store import Store
-from test_report import write_run  # hand-made runs with known UA
+from _runs import write_run  # hand-made runs with known UA
 
 ROOT = Path(__file__).resolve().parent.parent
 

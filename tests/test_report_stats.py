@@ -2,7 +2,7 @@
 table, the paired compressed-vs-fp32 table, per-speaker results, the leakage gap's interval, and
 error bars on the Pareto plots.
 
-Stores are built with :func:`test_report.write_run`, which stores ``ci``/``per_speaker``/``paired``
+Stores are built with :func:`_runs.write_run`, which stores ``ci``/``per_speaker``/``paired``
 computed with serbench.stats from the fixture's own predictions; every expectation below is
 recomputed here from the stored predictions, not copied from the report.
 """
@@ -14,20 +14,20 @@ import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.container import ErrorbarContainer
 from statsmodels.stats.contingency_tables import mcnemar as sm_mcnemar
-from test_report import CLASSES, hand, speaker_of, write_run  # noqa: F401  (hand: the shared fixture)
+from _runs import CLASSES, hand, speaker_of, write_run  # noqa: F401  (hand: the shared fixture)
 
-from serbench import plots, report, stats
+from serbench import fmt, plots, report, results, stats, views
 from serbench.cli import main
 from serbench.store import Store
 
 
 def _build(path, ids=None, figures=False) -> report.Report:
-    with report.open_store(path) as db:
+    with results.open_store(path) as db:
         return report.build(db, ids, figures=figures)
 
 
 def _pooled(path, rid):
-    with report.open_store(path) as db:
+    with results.open_store(path) as db:
         return db.predictions(rid)
 
 
@@ -95,7 +95,7 @@ def test_paired_csv_has_one_row_per_compressed_run_with_its_stored_test(hand, tm
         assert row["p_value"] == pytest.approx(boot["ua"]["p_value"])
         assert row["mcnemar_p"] == pytest.approx(sm_mcnemar(table, exact=True).pvalue)
         assert row["agreement"] == pytest.approx(np.mean(np.asarray(a) == np.asarray(b)))
-        assert row["verdict"] == report.verdict(boot["ua"]["low"], boot["ua"]["high"])
+        assert row["verdict"] == fmt.verdict(boot["ua"]["low"], boot["ua"]["high"])
         assert row["recall_change_neutral"] == pytest.approx(-0.1)
     assert paired.loc[ids["B"], "agreement"] == pytest.approx(39 / 40)  # one neutral clip of 40 changed class
     for page in ((out / "report.md").read_text(), (out / "index.html").read_text()):
@@ -104,12 +104,12 @@ def test_paired_csv_has_one_row_per_compressed_run_with_its_stored_test(hand, tm
 
 
 def test_verdict_reads_the_interval():
-    assert report.verdict(-0.1, 0.05) == "indistinguishable from fp32"
-    assert report.verdict(-0.1, 0.0) == "indistinguishable from fp32"  # an interval touching 0 covers it
-    assert report.verdict(-0.1, -0.01) == "worse than fp32"
-    assert report.verdict(0.01, 0.2) == "better than fp32"
-    assert report.verdict(None, None) == "—" and report.verdict(float("nan"), 0.1) == "—"
-    assert report.verdict(None, None, covers_zero=True) == "indistinguishable from fp32"
+    assert fmt.verdict(-0.1, 0.05) == "indistinguishable from fp32"
+    assert fmt.verdict(-0.1, 0.0) == "indistinguishable from fp32"  # an interval touching 0 covers it
+    assert fmt.verdict(-0.1, -0.01) == "worse than fp32"
+    assert fmt.verdict(0.01, 0.2) == "better than fp32"
+    assert fmt.verdict(None, None) == "—" and fmt.verdict(float("nan"), 0.1) == "—"
+    assert fmt.verdict(None, None, covers_zero=True) == "indistinguishable from fp32"
 
 
 def test_a_clear_regression_is_reported_worse_and_a_copy_indistinguishable(tmp_path):
@@ -188,7 +188,7 @@ def test_leakage_gap_gets_a_paired_interval_from_both_runs_predictions(hand, tmp
     assert real["speaker_r"].isna().all() and real["speaker_s"].notna().all()
     assert synth["speaker_r"].isna().all() and synth["speaker_s"].isna().all()
     cases = {"big": (real, "speaker_s", 200, "speaker"),  # A's own interval used 200 draws
-             "tiny": (synth, "utt_id", stats.N_RESAMPLES, report.UTTERANCE_UNIT)}
+             "tiny": (synth, "utt_id", stats.N_RESAMPLES, views.UTTERANCE_UNIT)}
     for model, (both, clusters, n, unit) in cases.items():
         expect = stats.paired_bootstrap(both["y_true_r"], both["y_pred_s"], both["y_pred_r"], both[clusters],
                                         CLASSES, n, seed=0)["ua"]
@@ -206,7 +206,7 @@ def test_leakage_gap_gets_a_paired_interval_from_both_runs_predictions(hand, tmp
     for page in ((out / "report.md").read_text(), (out / "index.html").read_text()):
         assert text in page and "leakage pooled [95% CI] (points)" in page
     # without the store (the table alone) the interval columns are there and empty
-    assert report.leakage_table(_build(hand.path).runs)["leakage_ci_low"].isna().all()
+    assert views.leakage_table(_build(hand.path).runs)["leakage_ci_low"].isna().all()
 
 
 def _frame(utts, y_true, y_pred, speakers=None) -> pd.DataFrame:
@@ -226,20 +226,20 @@ def test_leakage_interval_is_wider_with_speakers_and_uses_the_shared_utterances(
     wrong = np.array([CLASSES[(CLASSES.index(c) + 1) % 4] for c in y])
     rand = np.where(good | (rng.random(len(y)) < 0.4), y, wrong)
     si = np.where(rng.random(len(y)) < 0.4, y, wrong)
-    by_spk = report.leakage_interval(_frame(utts, y, rand, spk), _frame(utts, y, si, spk), CLASSES)
-    by_utt = report.leakage_interval(_frame(utts, y, rand), _frame(utts, y, si), CLASSES)
-    assert by_spk["leakage_ci_unit"] == "speaker" and by_utt["leakage_ci_unit"] == report.UTTERANCE_UNIT
+    by_spk = views.leakage_interval(_frame(utts, y, rand, spk), _frame(utts, y, si, spk), CLASSES)
+    by_utt = views.leakage_interval(_frame(utts, y, rand), _frame(utts, y, si), CLASSES)
+    assert by_spk["leakage_ci_unit"] == "speaker" and by_utt["leakage_ci_unit"] == views.UTTERANCE_UNIT
     assert by_spk["leakage_pooled"] == pytest.approx(by_utt["leakage_pooled"])
     assert (by_spk["leakage_ci_high"] - by_spk["leakage_ci_low"]) > 1.5 * (by_utt["leakage_ci_high"]
                                                                           - by_utt["leakage_ci_low"])
     assert by_spk["leakage_ci_note"] == ""
     # different utterance sets: the intersection, said so
-    part = report.leakage_interval(_frame(utts, y, rand, spk), _frame(utts[:300], y[:300], si[:300], spk[:300]),
+    part = views.leakage_interval(_frame(utts, y, rand, spk), _frame(utts[:300], y[:300], si[:300], spk[:300]),
                                    CLASSES)
     assert part["leakage_ci_utterances"] == 300
     assert "on the 300 utterances both runs predicted (random split: 360, speaker-independent: 300)" in part[
         "leakage_ci_note"]
-    none = report.leakage_interval(_frame(["x/1"], ["sad"], ["sad"]), _frame(["x/2"], ["sad"], ["sad"]), CLASSES)
+    none = views.leakage_interval(_frame(["x/1"], ["sad"], ["sad"]), _frame(["x/2"], ["sad"], ["sad"]), CLASSES)
     assert none["leakage_ci_low"] is None and none["leakage_ci_utterances"] == 0
 
 
@@ -302,6 +302,6 @@ def test_a_store_of_older_runs_reports_without_the_new_views(tmp_path):
     runs = pd.read_csv(out / "runs.csv")
     assert runs["ua_ci_low"].isna().all() and runs["ua_ci_high"].isna().all()
     leak = pd.read_csv(out / "leakage.csv")
-    assert len(leak) == 1 and leak.loc[0, "leakage_ci_unit"] == report.UTTERANCE_UNIT  # from the predictions
+    assert len(leak) == 1 and leak.loc[0, "leakage_ci_unit"] == views.UTTERANCE_UNIT  # from the predictions
     html = (out / "index.html").read_text()
     assert "Compressed vs fp32" in html and "No runs for this view" in html

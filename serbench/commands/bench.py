@@ -12,6 +12,7 @@ import json
 
 from tabulate import tabulate
 
+from serbench import fmt
 from serbench.recipe_bench import bench
 
 
@@ -46,11 +47,11 @@ def table(result: dict) -> str:
         mem = (r.get("memory") or {}).get("peak_rss_mb")
         joules = (r.get("energy") or {}).get("energy_j_per_clip")
         fid = r["fidelity"]
-        out.append((r["recipe"], f"{r['size_mb']:.1f}", r.get("size_ratio_vs_fp32", "-"),
+        out.append((r["recipe"], fmt.num(r["size_mb"], ".1f", missing="-"), r.get("size_ratio_vs_fp32", "-"),
                     r["latency"]["p50_ms"], r["latency"]["p90_ms"], r.get("speedup_vs_fp32", "-"),
                     r["throughput_audio_s_per_s"], mem if mem is not None else "-",
                     joules if joules is not None else "-",
-                    f"{fid['centered_cosine']:.4f}", " ".join(r["flags"]) or "ok"))
+                    fmt.num(fid["centered_cosine"], ".4f", missing="-"), " ".join(r["flags"]) or "ok"))
     return tabulate(out, headers=["recipe", "MB", "size/fp32", "p50 ms", "p90 ms", "speed-up", "audio s/s",
                                   "peak RSS MB", "J/clip", "centred cos", "flags"])
 

@@ -39,7 +39,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from serbench import api, sources
+    from serbench import api, fmt, sources
     from serbench.finetune import FinetuneConfig
 
     quiet = args.quiet or args.json
@@ -58,8 +58,11 @@ def run(args) -> int:
     if args.json:
         print(json.dumps({"runs": rows}, indent=2, default=str))
         return 0
-    table = [[r["run_id"], r["recipe"], _fmt(r["size_mb"], ".1f"), _fmt(r["latency_p50_ms"], ".0f"),
-              _ci(r["ci"]["ua"]), _pm(r["ua"]), _ci(r["ci"]["wa"]), _ci(r["ci"]["macro_f1"]),
+    interval = lambda s: fmt.ci(s["value"], s["low"], s["high"], missing="-")  # noqa: E731
+    table = [[r["run_id"], r["recipe"], fmt.num(r["size_mb"], ".1f", missing="-"),
+              fmt.num(r["latency_p50_ms"], ".0f", missing="-"), interval(r["ci"]["ua"]),
+              fmt.mean_std(r["ua"]["mean"], r["ua"]["std"], missing="-"), interval(r["ci"]["wa"]),
+              interval(r["ci"]["macro_f1"]),
               ", ".join(r["flags"])] for r in rows]
     print()
     print(df.attrs["title"])
@@ -73,9 +76,11 @@ def run(args) -> int:
     if paired:
         ref = paired[0]["paired"]["reference_recipe"]
         print(f"\ncompressed vs {ref} (same folds, heads and test utterances):")
-        print(tabulate([[r["run_id"], r["recipe"], _delta(r["paired"]["ua"]), f"{r['paired']['ua']['p_value']:.3f}",
-                         f"{r['paired']['mcnemar']['p_value']:.3f}", f"{100 * r['paired']['agreement']:.1f}",
-                         api.verdict(r["paired"])] for r in paired],
+        print(tabulate([[r["run_id"], r["recipe"],
+                         fmt.ci(r["paired"]["ua"]["delta"], r["paired"]["ua"]["low"], r["paired"]["ua"]["high"],
+                                spec="+.1f"),
+                         fmt.p_value(r["paired"]["ua"]["p_value"]), fmt.p_value(r["paired"]["mcnemar"]["p_value"]),
+                         fmt.pct(r["paired"]["agreement"]), api.verdict(r["paired"])] for r in paired],
                        headers=["run", "recipe", "ΔUA points [95% CI]", "p (bootstrap)", "McNemar p",
                                 "agreement %", "verdict"], disable_numparse=True))
     worst = ", ".join(f"{w['speaker']} {100 * w['ua']:.0f} %" for w in rows[0]["worst_speakers"])
@@ -101,20 +106,3 @@ def parse_label_maps(items: list[str] | None) -> dict[str, str]:
         out[corpus] = name
     return out
 
-
-def _pm(stat: dict) -> str:
-    if stat["mean"] is None:
-        return "-"
-    return f"{100 * stat['mean']:.1f}" + (f" ± {100 * stat['std']:.1f}" if stat["std"] is not None else "")
-
-
-def _ci(stat: dict) -> str:
-    return f"{100 * stat['value']:.1f} [{100 * stat['low']:.1f}, {100 * stat['high']:.1f}]"
-
-
-def _delta(stat: dict) -> str:
-    return f"{100 * stat['delta']:+.1f} [{100 * stat['low']:+.1f}, {100 * stat['high']:+.1f}]"
-
-
-def _fmt(value, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
