@@ -112,8 +112,9 @@ def _sha256(path: Path) -> str:
 def write_runtime_files(folder: Path, classes: list[str], preprocess: dict, label_maps: dict | None = None,
                         vad: bool = True, log=print) -> dict | None:
     """Everything next to ``model.onnx`` that running it needs: labels, preprocessing settings, the
-    standalone ``infer.py`` with its ``serbench_runtime/`` package, ``requirements.txt`` and (when silero-vad is installed) the VAD model.
-    Returns the VAD's card entry, or None when no VAD model was copied."""
+    standalone ``infer.py`` with its ``serbench_runtime/`` package, ``requirements.txt`` and (when
+    silero-vad is installed) the VAD model. Returns the VAD's card entry, or None when no VAD model
+    was copied."""
     folder = Path(folder)
     (folder / runtime.LABELS_FILE).write_text(json.dumps({"classes": list(classes), "label_maps": label_maps or {}},
                                                        indent=2))
