@@ -87,6 +87,7 @@ def main(argv=None) -> int:
     home = Path(args.home or tempfile.mkdtemp(prefix="serbench-real-ravdess-"))
     os.environ["SERBENCH_HOME"] = str(home)   # before serbench reads it
 
+    from serbench import fmt
     from serbench.runner import Runner, RunSpec
 
     feats, rows, t_start = None, [], time.perf_counter()
@@ -115,7 +116,7 @@ def main(argv=None) -> int:
     print(f"serbench egemaps (head {rows[0]['head']}) vs eGeMAPS -> StandardScaler -> LogisticRegression on "
           f"the same folds; real RAVDESS at {data}")
     print(tabulate([[r["label_map"], r["split"], r["folds"], r["utterances"],
-                     f"{100 * r['serbench_ua']:.1f} ± {100 * r['serbench_ua_std']:.1f}",
+                     fmt.mean_std(r["serbench_ua"], r["serbench_ua_std"]),
                      f"{100 * r['independent_ua']:.1f}", f"{100 * r['difference']:+.1f}",
                      "ok" if abs(r["difference"]) <= TOLERANCE else "OFF"] for r in rows],
                    headers=["label map", "split", "folds", "utts", "serbench UA %", "independent UA %",

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from serbench import atomic, results
+from serbench import atomic, fmt, results
 from serbench.errors import SerbenchError
 from serbench.provenance import git_state
 from serbench.store import Store
@@ -125,12 +125,12 @@ def load_baseline(path: str | Path) -> dict[str, dict]:
         raise SerbenchError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from exc
     if not isinstance(doc, dict) or not isinstance(doc.get("entries"), dict):
         raise SerbenchError(f"{path}: not a serbench baseline (expected an object with an \"entries\" object)")
-    fmt = doc.get("format", FORMAT)
-    if not isinstance(fmt, int) or isinstance(fmt, bool) or fmt < 1:
+    version = doc.get("format", FORMAT)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise SerbenchError(f"{path}: \"format\" must be a whole number (this serbench writes {FORMAT}), "
-                            f"not {fmt!r}")
-    if fmt > FORMAT:
-        raise SerbenchError(f"{path}: baseline format {fmt} is newer than this serbench reads ({FORMAT})")
+                            f"not {version!r}")
+    if version > FORMAT:
+        raise SerbenchError(f"{path}: baseline format {version} is newer than this serbench reads ({FORMAT})")
     for name, entry in doc["entries"].items():
         if name.count("/") != 2:
             raise SerbenchError(f"{path}: entry {name!r} is not named model/recipe/protocol")
@@ -258,9 +258,8 @@ def _check_acc_per_mb(out: Outcome, name: str, base: float | None, cur: float | 
 
 
 def _row(name, metric, base, cur, status, change="", allowed="") -> dict:
-    fmt = lambda v: "—" if v is None else f"{v:.4g}"  # noqa: E731
-    return {"entry": name, "metric": metric, "baseline": fmt(base), "current": fmt(cur), "change": change,
-            "allowed": allowed, "status": status}
+    return {"entry": name, "metric": metric, "baseline": fmt.num(base, ".4g"), "current": fmt.num(cur, ".4g"),
+            "change": change, "allowed": allowed, "status": status}
 
 
 def _is_number(value) -> bool:
