@@ -38,7 +38,6 @@ class HeadKind:
     name: str
     defaults: dict
     fit: Callable
-    doc: str = ""
 
 
 KINDS: dict[str, HeadKind] = {}
@@ -47,7 +46,7 @@ KINDS: dict[str, HeadKind] = {}
 def register(name: str, defaults: dict):
     """Register ``fit(X_train, y_train, X_val, y_val, classes, options, seed) -> Fitted``."""
     def wrap(fn):
-        KINDS[name] = HeadKind(name, dict(defaults), fn, (fn.__doc__ or "").strip().split("\n")[0])
+        KINDS[name] = HeadKind(name, dict(defaults), fn)
         return fn
     return wrap
 
@@ -111,8 +110,7 @@ def fit(entry: HeadEntry, X_train, y_train, X_val, y_val, classes, seed: int = 0
 @register("mlp", defaults={k: v for k, v in asdict(train.ProbeConfig()).items() if k != "seed"})
 def _fit_mlp(X_train, y_train, X_val, y_val, classes, options, seed) -> Fitted:
     """Learned softmax-weighted sum of layers + small MLP, focal loss, early stopping on validation UA."""
-    res = train.train_probe(X_train, y_train, X_val, y_val, None, classes,
-                            train.ProbeConfig(**{**options, "seed": seed}))
+    res = train.train_probe(X_train, y_train, X_val, y_val, classes, train.ProbeConfig(**{**options, "seed": seed}))
     return Fitted(res.model, res.summary())
 
 
@@ -168,7 +166,7 @@ def _linear(make, X_train, y_train, X_val, y_val, classes, options, seed) -> Fit
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
 
-    X_train, X_val = train._as_3d(X_train, "X_train"), train._as_3d(X_val, "X_val")
+    X_train, X_val = train.as_3d(X_train, "X_train"), train.as_3d(X_val, "X_val")
     n_layers, dim = X_train.shape[1:]
     pool = _pool_weights(n_layers, options["layers"])
     yt, yv = metrics.encode(y_train, classes), metrics.encode(y_val, classes)

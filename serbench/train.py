@@ -156,17 +156,15 @@ class ProbeConfig:
 
 @dataclass
 class ProbeResult:
-    """Test and validation predictions (class indices) and probabilities, plus how training went.
+    """Validation predictions (class indices) and how training went.
 
     ``history`` is one plain dict per epoch (``epoch``, ``train_loss``, ``val_loss``, ``val_ua``,
     ``val_wa``); ``best_epoch`` is the epoch whose weights were kept. ``model`` is the restored
-    best head (in eval mode); everything else is plain data (see :meth:`summary`).
+    best head (in eval mode): test predictions are :func:`predict` on it, after training, so
+    test data cannot reach training. Everything else is plain data (see :meth:`summary`).
     """
 
-    pred: np.ndarray | None
-    proba: np.ndarray | None
     val_pred: np.ndarray
-    val_proba: np.ndarray
     history: list[dict]
     best_epoch: int
     best_val_ua: float
@@ -181,27 +179,24 @@ class ProbeResult:
 
 
 def train_probe(
-    X_train: np.ndarray, y_train, X_val: np.ndarray, y_val, X_test: np.ndarray | None,
-    classes, config: ProbeConfig = ProbeConfig(),
+    X_train: np.ndarray, y_train, X_val: np.ndarray, y_val, classes, config: ProbeConfig = ProbeConfig(),
 ) -> ProbeResult:
     """Train a :class:`LayerWeightedProbe` with focal loss and early stopping on validation UA.
 
     ``X_*`` are float arrays ``(n, n_layers, dim)`` (a 2-D ``(n, dim)`` array is one layer);
-    ``y_*`` class names or indices into ``classes``. Test labels are not an argument on purpose.
+    ``y_*`` class names or indices into ``classes``. Test data are not an argument on purpose.
     Each epoch the head is scored on validation; the best epoch (highest UA, ties broken by
     lower validation loss) is kept, and training stops after ``patience`` epochs without one.
     """
     classes = list(classes)
-    X_train, X_val = _as_3d(X_train, "X_train"), _as_3d(X_val, "X_val")
-    X_test = None if X_test is None else _as_3d(X_test, "X_test")
+    X_train, X_val = as_3d(X_train, "X_train"), as_3d(X_val, "X_val")
     yt, yv = metrics.encode(y_train, classes), metrics.encode(y_val, classes)
     if len(yt) != len(X_train) or len(yv) != len(X_val):
         raise ValueError("each X needs one label per row")
     if len(yv) == 0:
         raise SerbenchError("the validation split is empty; early stopping needs one")
-    shapes = {x.shape[1:] for x in (X_train, X_val, X_test) if x is not None}
-    if len(shapes) != 1:
-        raise ValueError(f"train/val/test embeddings differ in shape: {sorted(shapes)}")
+    if X_train.shape[1:] != X_val.shape[1:]:
+        raise ValueError(f"train/val embeddings differ in shape: {X_train.shape[1:]} vs {X_val.shape[1:]}")
     alpha = balanced_alpha(yt, len(classes))
 
     scaler = StandardScaler().fit(X_train.reshape(len(X_train), -1))
@@ -210,12 +205,12 @@ def train_probe(
     if c.threads:
         torch.set_num_threads(c.threads)
     try:
-        return _fit(X_train, yt, X_val, yv, X_test, classes, alpha, scaler, c)
+        return _fit(X_train, yt, X_val, yv, classes, alpha, scaler, c)
     finally:
         torch.set_num_threads(threads)
 
 
-def _fit(X_train, yt, X_val, yv, X_test, classes, alpha, scaler, c: ProbeConfig) -> ProbeResult:
+def _fit(X_train, yt, X_val, yv, classes, alpha, scaler, c: ProbeConfig) -> ProbeResult:
     n_layers, dim = X_train.shape[1:]
     k = len(classes)
     with torch.random.fork_rng(devices=[]):
@@ -256,10 +251,8 @@ def _fit(X_train, yt, X_val, yv, X_test, classes, alpha, scaler, c: ProbeConfig)
         model.load_state_dict(stopper.best_state)
         model.eval()
 
-    val_pred, val_proba = predict(model, X_val)
-    pred, proba = predict(model, X_test) if X_test is not None else (None, None)
     return ProbeResult(
-        pred=pred, proba=proba, val_pred=val_pred, val_proba=val_proba, history=history,
+        val_pred=predict(model, X_val)[0], history=history,
         best_epoch=stopper.best_epoch, best_val_ua=float(stopper.best[0]),
         layer_weights=[float(w) for w in model.layer_weights().detach()], config=c.to_dict(), model=model,
     )
@@ -267,7 +260,7 @@ def _fit(X_train, yt, X_val, yv, X_test, classes, alpha, scaler, c: ProbeConfig)
 
 def predict(model: nn.Module, X: np.ndarray, batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
     """Class indices and softmax probabilities of ``model`` on ``X`` (eval mode, no gradients)."""
-    X = _as_3d(X, "X")
+    X = as_3d(X, "X")
     model.eval()
     with torch.no_grad():
         chunks = [torch.softmax(model(torch.from_numpy(X[i:i + batch_size])), dim=1)
@@ -276,7 +269,9 @@ def predict(model: nn.Module, X: np.ndarray, batch_size: int = 1024) -> tuple[np
     return proba.argmax(axis=1), proba
 
 
-def _as_3d(X: np.ndarray, name: str) -> np.ndarray:
+def as_3d(X: np.ndarray, name: str) -> np.ndarray:
+    """Embeddings as contiguous float32 ``(n, n_layers, dim)``; a 2-D ``(n, dim)`` array is one layer.
+    Every head kind takes this shape (:mod:`serbench.heads`)."""
     X = np.ascontiguousarray(X, dtype=np.float32)
     if X.ndim == 2:
         X = X[:, None, :]
