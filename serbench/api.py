@@ -118,7 +118,7 @@ def results(store: str | Path | None = None, runs: list[int] | None = None, *,
     model, recipe, protocol, mode, kind of data, label map and head), with UA and its interval,
     size, latency, head, label map, weights and data marks."""
     from serbench import store as store_mod
-    from serbench.results import open_store, run_table, select_runs
+    from serbench.runtable import open_store, run_table, select_runs
 
     with paths.using_home(home):
         path = Path(store) if store is not None else store_mod.default_path()

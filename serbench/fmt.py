@@ -6,7 +6,7 @@ verdict on that difference) is shown in many places, and written once here it re
 everywhere: fractions as percentages with one decimal, ``mean ± std`` over folds, ``value [low,
 high]`` intervals without a "-0.0", p-values below 0.001 as ``< 0.001``, and a dash where there
 is no number (``—`` by default; the CLI tables that always printed ``-`` pass ``missing="-"``).
-Nothing here computes a result; :mod:`serbench.results` does that, and imports this module for the
+Nothing here computes a result; :mod:`serbench.runtable` does that, and imports this module for the
 few strings that are part of its tables (label maps, audits, verdicts).
 """
 from __future__ import annotations

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from serbench import atomic, fmt, results
+from serbench import atomic, fmt, runtable
 from serbench.errors import SerbenchError
 from serbench.provenance import git_state
 from serbench.store import Store
@@ -69,7 +69,7 @@ def current_entries(db: Store) -> dict[str, dict]:
     runs = db.runs()
     if runs.empty:
         raise SerbenchError(f"{db.path}: the store holds no runs (run the benchmark first)")
-    table = results.run_table(db, results.select_runs(runs, key=GATE_KEY))
+    table = runtable.run_table(db, runtable.select_runs(runs, key=GATE_KEY))
     out = {}
     for r in table.to_dict("records"):
         entry = {k: _plain(v) for k, v in {

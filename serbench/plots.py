@@ -31,7 +31,7 @@ CI_COLOUR = "#555555"
 def report_figures(runs: pd.DataFrame, cross: pd.DataFrame,
                    speakers: pd.DataFrame | None = None) -> dict[str, tuple[str, Figure]]:
     """Every figure of a report, ``{file stem: (caption, figure)}``, from its run table (with
-    fronts, :func:`serbench.results.add_fronts`), cross-corpus table and per-speaker table
+    fronts, :func:`serbench.runtable.add_fronts`), cross-corpus table and per-speaker table
     (:func:`serbench.views.speakers_table`): per protocol-and-data group the size, latency and
     3-D fronts (each only over the runs that have its numbers; UA error bars where the run has a
     speaker interval), the target corpus's per-class recall, per group a strip plot of UA per test

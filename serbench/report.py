@@ -1,7 +1,7 @@
 """``serbench compare``: the results store -> one report (tables, Pareto fronts, plots, HTML/MD/CSV).
 
 The report is built in two steps so each can be tested on its own: :func:`build` reads the store
-into plain tables of numbers (:mod:`serbench.results` for one row per run and the fronts,
+into plain tables of numbers (:mod:`serbench.runtable` for one row per run and the fronts,
 :mod:`serbench.views` for the leakage, compressed-vs-fp32, per-speaker and cross-corpus views) and
 figures (:mod:`serbench.plots`); :func:`write` renders them to files, through display tables whose
 numbers are written by :mod:`serbench.fmt`. Choices, and why:
@@ -34,7 +34,7 @@ from tabulate import tabulate
 from serbench import __version__, atomic
 from serbench.errors import SerbenchError
 from serbench.fmt import audit_text, ci, mean_std, num, p_value, pct, plot_label
-from serbench.results import add_fronts, run_table, select_runs
+from serbench.runtable import add_fronts, run_table, select_runs
 from serbench.store import Store
 from serbench.views import (PAIRED_COLUMNS, SPEAKER_COLUMNS, cross_corpus_table, leakage_table, paired_table,
                             speakers_table)

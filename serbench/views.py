@@ -1,4 +1,4 @@
-"""Views that set runs side by side, computed from the run table of :mod:`serbench.results`:
+"""Views that set runs side by side, computed from the run table of :mod:`serbench.runtable`:
 speaker leakage (random split vs speaker-independent), each compressed run against the fp32 run
 of its invocation, UA per test speaker, and cross-corpus against in-corpus. Each is a DataFrame of
 numbers with a fixed set of columns (the ``*_COLUMNS`` constants, also when it is empty), written
@@ -6,7 +6,7 @@ as a CSV by :mod:`serbench.report` and shown there through :mod:`serbench.fmt`.
 
 Why a module of their own: the run table is what ``serbench gate`` and :func:`serbench.api.results`
 need; these views are what only the report needs. Every pairing goes through
-:func:`serbench.results.comparable`. The uncertainty they carry (see :mod:`serbench.stats`): a
+:func:`serbench.runtable.comparable`. The uncertainty they carry (see :mod:`serbench.stats`): a
 compressed run's difference to fp32 is the paired bootstrap ``serbench run`` stored in
 ``summary["paired"]``, with a verdict that says "indistinguishable" when its interval covers 0;
 the leakage gap gets a paired speaker-clustered interval computed here from both runs' stored
@@ -18,7 +18,7 @@ import pandas as pd
 
 from serbench import stats
 from serbench.fmt import audit_text, finite, verdict
-from serbench.results import comparable
+from serbench.runtable import comparable
 from serbench.store import Store
 
 

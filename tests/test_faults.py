@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from serbench import atomic, embed, gate, results
+from serbench import atomic, embed, gate, runtable
 from serbench.cli import main
 from serbench.errors import SerbenchError
 from serbench.store import Store
@@ -314,7 +314,7 @@ def test_reading_commands_open_a_store_on_a_read_only_mount(tmpfs, tmp_path, cap
         baseline = tmp_path / "baseline.json"
         assert main(["gate", "--store", str(ro / "results.sqlite"), "--baseline", str(baseline), "--update"]) == 0
         assert main(["gate", "--store", str(ro / "results.sqlite"), "--baseline", str(baseline)]) == 0
-        with results.open_store(ro / "results.sqlite") as db:
+        with runtable.open_store(ro / "results.sqlite") as db:
             assert db.run(rid)["status"] == "finished"
         capsys.readouterr()
         # writing is refused, naming the read-only folder
@@ -364,7 +364,7 @@ def test_read_only_store_in_a_folder_without_write_permission(tmp_path):
     _hand_store(folder / "results.sqlite")
     folder.chmod(0o555)
     try:
-        with results.open_store(folder / "results.sqlite") as db:
+        with runtable.open_store(folder / "results.sqlite") as db:
             assert len(gate.current_entries(db)) == 1
         with pytest.raises(SerbenchError, match="not writable"):
             Store(folder / "results.sqlite")

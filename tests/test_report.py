@@ -3,7 +3,7 @@ files themselves (self-contained, marked, atomic, in a folder of their own) and 
 
 The store is built by hand (:mod:`_runs`: known predictions -> known UA), so every expected number
 below is worked out from the inputs, not copied from the output. The tables alone are tested in
-test_results.py.
+test_runtable.py.
 """
 from __future__ import annotations
 
@@ -19,13 +19,13 @@ import pandas as pd
 import pytest
 from _runs import CLASSES_8, hand, write_run  # noqa: F401  (hand: the shared fixture)
 
-from serbench import report, results
+from serbench import report, runtable
 from serbench.cli import main
 from serbench.store import Store
 
 
 def _build(path, ids=None, figures=False) -> report.Report:
-    with results.open_store(path) as db:
+    with runtable.open_store(path) as db:
         return report.build(db, ids, figures=figures)
 
 
@@ -77,9 +77,9 @@ def test_leakage_pairs_runs_only_under_the_same_label_map(maps, tmp_path):
     # the same label-map name with the classes in another order is not comparable
     s4 = t.loc[ids["S4"]].to_dict()
     r4 = t.loc[ids["R4"]].to_dict()
-    assert results.comparable(r4, s4, "ravdess")
-    assert not results.comparable(r4, {**s4, "classes": s4["classes"][::-1]}, "ravdess")
-    assert not results.comparable(r4, s4, "iemocap")  # neither run used IEMOCAP
+    assert runtable.comparable(r4, s4, "ravdess")
+    assert not runtable.comparable(r4, {**s4, "classes": s4["classes"][::-1]}, "ravdess")
+    assert not runtable.comparable(r4, s4, "iemocap")  # neither run used IEMOCAP
     # head and label map reach the files
     out = tmp_path / "rep"
     report.write(rep, out)
@@ -219,6 +219,6 @@ def test_empty_views_keep_their_csv_header_and_params_are_filled(hand, tmp_path)
         db._conn.execute("UPDATE runs SET config = ? WHERE id = ?",
                          (json.dumps({**cfg, "model_entry": {"name": "big", "params": 94371712}}), rid))
         rid2 = write_run(db, "tiny", "fp32", "loso", [0.5] * 4, measurements={"size_mb": 0.1, "params": 25136})
-    with results.open_store(path) as db:
-        table = results.run_table(db, db.runs())
+    with runtable.open_store(path) as db:
+        table = runtable.run_table(db, db.runs())
     assert table.set_index("run_id")["params"].to_dict() == {rid: 94371712, rid2: 25136}

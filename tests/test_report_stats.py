@@ -16,18 +16,18 @@ from matplotlib.container import ErrorbarContainer
 from statsmodels.stats.contingency_tables import mcnemar as sm_mcnemar
 from _runs import CLASSES, hand, speaker_of, write_run  # noqa: F401  (hand: the shared fixture)
 
-from serbench import fmt, plots, report, results, stats, views
+from serbench import fmt, plots, report, runtable, stats, views
 from serbench.cli import main
 from serbench.store import Store
 
 
 def _build(path, ids=None, figures=False) -> report.Report:
-    with results.open_store(path) as db:
+    with runtable.open_store(path) as db:
         return report.build(db, ids, figures=figures)
 
 
 def _pooled(path, rid):
-    with results.open_store(path) as db:
+    with runtable.open_store(path) as db:
         return db.predictions(rid)
 
 

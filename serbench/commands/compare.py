@@ -33,11 +33,11 @@ def parse_ids(text: str | None) -> list[int] | None:
 
 
 def run(args) -> int:
-    from serbench import report, results, store
+    from serbench import report, runtable, store
 
     ids = parse_ids(args.runs)
     out = report.check_out(Path(args.out) if args.out else report.default_out(), args.force)  # before the work
-    with results.open_store(args.store or store.default_path()) as db:
+    with runtable.open_store(args.store or store.default_path()) as db:
         rep = report.build(db, ids)
     written = report.write(rep, out, force=args.force)
     print(f"report on {len(rep.runs)} run(s) ({', '.join(map(str, rep.runs['run_id']))}) written to {out}:")

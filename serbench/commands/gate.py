@@ -31,12 +31,12 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from serbench import gate, results, store
+    from serbench import gate, runtable, store
 
     path = args.store or store.default_path()
     tol = gate.Tolerance(ua=args.tolerance if args.ua_tolerance is None else args.ua_tolerance,
                          acc_per_mb=args.tolerance if args.acc_per_mb_tolerance is None else args.acc_per_mb_tolerance)
-    with results.open_store(path) as db:
+    with runtable.open_store(path) as db:
         current = gate.current_entries(db)
     if args.update:
         written = gate.write_baseline(args.baseline, current, path)

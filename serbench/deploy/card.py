@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from serbench import __version__, backbones, fmt, provenance, runtime
-from serbench.results import head_name
+from serbench.runtable import head_name
 
 
 def _stat(summary: dict | None, key: str) -> dict | None:

@@ -1,4 +1,4 @@
-"""Store -> tables (:mod:`serbench.results`, :mod:`serbench.views`): run selection, Pareto fronts,
+"""Store -> tables (:mod:`serbench.runtable`, :mod:`serbench.views`): run selection, Pareto fronts,
 accuracy per MB, and which runs the leakage and cross-corpus views set side by side. The stores
 are made by hand (:mod:`_runs`), so every expected number is worked out from the inputs."""
 from __future__ import annotations
@@ -7,12 +7,12 @@ import pandas as pd
 import pytest
 from _runs import CLASSES, hand, write_run  # noqa: F401  (hand: the shared fixture)
 
-from serbench import report, results
+from serbench import report, runtable
 from serbench.store import Store
 
 
 def _build(path, ids=None) -> report.Report:
-    with results.open_store(path) as db:
+    with runtable.open_store(path) as db:
         return report.build(db, ids, figures=False)
 
 
@@ -43,7 +43,7 @@ def test_fronts_per_protocol_and_data_kind(hand):
     assert t.loc[ids["G"], "pareto_group"] == "loso · iemocap-4class · SYNTHETIC"
     # weight-free: accuracy per MB is not applicable, not infinite
     assert t.loc[ids["D"], "acc_per_mb"] is None or pd.isna(t.loc[ids["D"], "acc_per_mb"])
-    assert results.acc_per_mb(0.5, 0) is None and results.acc_per_mb(0.5, 2) == 0.25
+    assert runtable.acc_per_mb(0.5, 0) is None and runtable.acc_per_mb(0.5, 2) == 0.25
 
 
 def test_leakage_is_random_minus_speaker_independent_on_the_same_corpus(hand):

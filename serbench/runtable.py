@@ -4,6 +4,8 @@ fronts, and when two runs may be compared at all. Nothing here formats for human
 ``serbench gate`` and :func:`serbench.api.results` all read the store through this module, so a
 run's UA, size or data marks mean the same thing in every one of them. The views that set runs
 side by side (leakage, compressed vs fp32, per speaker, cross-corpus) are in :mod:`serbench.views`.
+(The name is not ``results``: ``serbench.results`` is the front door's function, which a submodule
+of that name would replace on the package the moment it was imported.)
 
 Choices, and why:
 
