@@ -12,19 +12,29 @@ Weights come from exactly one of three places, chosen by the user and recorded w
 
 The built network's parameter count is checked against the entry, which catches a config that
 does not describe the architecture it claims to.
+
+Each model kind is declared once, at the bottom (:data:`KINDS`): the fields its entries hold (the
+registry validates against them), how a ``--weights`` spec is read and recorded, how the model is
+built and embeds, and whether it is weight-free. ``transformers`` is a network with weights, which
+compression recipes turn into artefacts (:mod:`serbench.artefacts`); ``opensmile`` (eGeMAPS) is
+weight-free: nothing to compress, so it runs as built, under the reference recipe alone. Callers
+use the functions here (:func:`provenance`, :func:`build`, :func:`encoder`), never the kind's name.
 """
 from __future__ import annotations
 
 import hashlib
 import os
 import socket
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
 import numpy as np
 
+from serbench.entries import ModelEntry, RecipeEntry
 from serbench.errors import SerbenchError
-from serbench.registry import ModelEntry
+from serbench.schema import Field, positive
 
 WEIGHT_OPTIONS = ("--weights hub (pretrained, from the hub or the local Hugging Face cache), "
                   "--weights PATH (a save_pretrained folder or a checkpoint file), or "
@@ -62,19 +72,7 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def provenance(entry: ModelEntry, weights: str | None = "hub") -> dict:
-    """The plain-data record of where the weights come from, without building the model.
-
-    Cheap enough to compute before looking up a cached artefact (a local folder is hashed).
-    """
-    if entry.weight_free:
-        import opensmile
-
-        if weights not in (None, "", "hub"):
-            raise SerbenchError(f"model {entry.name!r} is weight-free (openSMILE features): "
-                                f"--weights {weights} does not apply")
-        return {"kind": "none", "extractor": "opensmile", "opensmile": opensmile.__version__,
-                "feature_set": entry.feature_set, "feature_level": entry.feature_level}
+def _transformers_provenance(entry: ModelEntry, weights: str | None = "hub") -> dict:
     spec = parse_weights(weights)
     if spec["kind"] == "hub":
         if not entry.hub_id:
@@ -194,14 +192,8 @@ def check_params(entry: ModelEntry, model) -> int:
     return n
 
 
-def build(entry: ModelEntry, weights: str | None = "hub"):
-    """``(model, provenance)``: the backbone in eval mode and where its weights came from.
-
-    For a weight-free entry (eGeMAPS) the "model" is an :class:`OpenSmileEncoder`.
-    """
-    prov = provenance(entry, weights)
-    if entry.weight_free:
-        return OpenSmileEncoder(entry), prov
+def _build_transformers(entry: ModelEntry, prov: dict):
+    """The network in eval mode, its weights from where ``prov`` says."""
     import torch
 
     cls, config_cls = _classes(entry)
@@ -220,7 +212,7 @@ def build(entry: ModelEntry, weights: str | None = "hub"):
         model = _from_checkpoint(entry, cls, config_cls, Path(prov["path"]))
     model.eval()
     check_params(entry, model)
-    return model, prov
+    return model
 
 
 # ---- encoders: one waveform in, mean-pooled per-layer embeddings out ----------------------------
@@ -259,7 +251,7 @@ def stacked(model, normalize: bool):
 
 
 class TorchEncoder:
-    """The fp32 torch model itself: the reference every artefact's fidelity is measured against."""
+    """The fp32 torch network itself (what the ONNX export is checked against)."""
 
     def __init__(self, entry: ModelEntry, model, threads: int | None = None):
         import torch
@@ -300,6 +292,110 @@ class OpenSmileEncoder:
         return feats
 
 
+def _opensmile_weights(entry: ModelEntry, weights: str | None) -> dict:
+    if weights not in (None, "", "hub"):
+        raise SerbenchError(f"model {entry.name!r} is weight-free ({source(entry)}): --weights {weights} "
+                            "does not apply")
+    return {"kind": "none"}
+
+
+def _opensmile_provenance(entry: ModelEntry, weights: str | None = "hub") -> dict:
+    import opensmile
+
+    _opensmile_weights(entry, weights)
+    return {"kind": "none", "extractor": "opensmile", "opensmile": opensmile.__version__,
+            "feature_set": entry.feature_set, "feature_level": entry.feature_level}
+
+
+# ---- model kinds, declared once -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A kind of model entry: the fields its YAML holds (beside every entry's), and how it works.
+
+    A weight-free kind has nothing for a recipe to compress: it runs as built, under the reference
+    recipe alone, with no artefact (``serbench run`` embeds with its :attr:`encoder` directly).
+    """
+
+    name: str
+    fields: tuple[Field, ...]
+    weight_free: bool
+    parse_weights: Callable[[ModelEntry, str | None], dict]  # the spec checked: nothing loaded or hashed
+    provenance: Callable[[ModelEntry, str | None], dict]     # where its weights come from, recorded
+    build: Callable[[ModelEntry, dict], object]              # the model, from the entry and its provenance
+    encoder: Callable[[ModelEntry, object, int | None], object]  # embed(wave) -> (layers, dim), built model
+    source: Callable[[ModelEntry], str]                      # where its weights come from, for `serbench models`
+
+
+def _identifier(v: str) -> str | None:
+    return None if v.isidentifier() else f"must be a transformers class name, got {v!r}"
+
+
+KINDS = {k.name: k for k in (
+    Kind("transformers", fields=(
+        # Whether transformers has this class is checked when the model is built: importing
+        # transformers (and torch) here would make listing the registry take seconds.
+        Field("hub_id", str),
+        Field("revision", (str, int), default="main"),
+        Field("model_class", str, required=True, check=_identifier),
+        Field("config", dict, required=True),
+        Field("params", int, required=True,
+              check=lambda v: None if v > 0 else f"must be a positive parameter count, got {v}"),
+        Field("normalize", bool, default=False),
+    ), weight_free=False, parse_weights=lambda entry, weights: parse_weights(weights),
+        provenance=_transformers_provenance, build=_build_transformers, encoder=TorchEncoder,
+        source=lambda e: f"{e.hub_id}@{e.revision}" if e.hub_id else "(no hub weights: local or random only)"),
+    Kind("opensmile", fields=(
+        Field("feature_set", str, required=True),
+        Field("feature_level", str, default="Functionals"),
+        Field("dim", int, required=True, check=positive),
+    ), weight_free=True, parse_weights=_opensmile_weights, provenance=_opensmile_provenance,
+        build=lambda entry, prov: OpenSmileEncoder(entry), encoder=lambda entry, model, threads=None: model,
+        source=lambda e: f"opensmile {e.feature_set} {e.feature_level}"),
+)}
+
+
+def kind(entry: ModelEntry) -> Kind:
+    return KINDS[entry.kind]
+
+
+def source(entry: ModelEntry) -> str:
+    """Where the entry's weights come from, in a few words (``serbench models``)."""
+    return kind(entry).source(entry)
+
+
+def check_weights(entry: ModelEntry, weights: str | None = "hub") -> dict:
+    """The ``--weights`` spec, checked for this entry without loading or hashing anything."""
+    return kind(entry).parse_weights(entry, weights)
+
+
+def provenance(entry: ModelEntry, weights: str | None = "hub") -> dict:
+    """The plain-data record of where the weights come from, without building the model.
+
+    Cheap enough to compute before looking up a cached artefact (a local folder is hashed).
+    """
+    return kind(entry).provenance(entry, weights)
+
+
+def build(entry: ModelEntry, weights: str | None = "hub"):
+    """``(model, provenance)``: the backbone in eval mode and where its weights came from.
+
+    For a weight-free entry (eGeMAPS) the "model" is already its encoder (:class:`OpenSmileEncoder`).
+    """
+    prov = provenance(entry, weights)
+    return kind(entry).build(entry, prov), prov
+
+
 def encoder(entry: ModelEntry, model, threads: int | None = None):
-    """An encoder over an already-built model (torch fp32, or openSMILE for weight-free entries)."""
-    return model if entry.weight_free else TorchEncoder(entry, model, threads)
+    """An encoder over an already-built model: the fp32 torch network (:class:`TorchEncoder`), or a
+    weight-free kind's model as built."""
+    return kind(entry).encoder(entry, model, threads)
+
+
+def check_recipe(entry: ModelEntry, recipe: RecipeEntry) -> None:
+    """Refuse a compression recipe on a weight-free model (only the reference recipe applies)."""
+    if entry.weight_free and not recipe.is_reference:
+        raise SerbenchError(f"model {entry.name!r} is weight-free ({source(entry)}): there is nothing for "
+                            f"recipe {recipe.name!r} to compress; only the reference recipe (onnxruntime/fp32) "
+                            "applies")

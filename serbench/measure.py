@@ -10,8 +10,10 @@ Choices that keep the numbers honest:
 * Energy comes from codecarbon's ``OfflineEmissionsTracker`` with an explicit country (the plain
   tracker guesses the region over the network and guesses wrong offline), writing nothing to the
   working directory. If codecarbon fails, energy is ``None`` with the reason, not a crash.
-* Fidelity is measured on pooled per-layer embeddings of a fixed probe set against the fp32
-  reference, with *centred* cosine: SSL embeddings share a large common offset that makes plain
+* Fidelity is measured on pooled per-layer embeddings of a fixed probe set against ONE reference,
+  in ``serbench bench`` and ``serbench run`` alike: the reference recipe's ONNX artefact (method
+  ``onnxruntime``/``fp32``, chosen by method, named in the output) of the same weights. It uses
+  *centred* cosine: SSL embeddings share a large common offset that makes plain
   cosine ~0.999 even for a damaged model; subtracting the reference's probe-set mean (from both)
   leaves the part that distinguishes clips, which is what a downstream classifier uses.
 """
@@ -94,10 +96,14 @@ def throughput(lat: dict, clip_seconds: float = CLIP_SECONDS) -> float:
 # ---- memory ------------------------------------------------------------------------------------
 
 
-def peak_rss(artefact_path: str | Path, threads: int | None = None, seconds: float = CLIP_SECONDS,
+def peak_rss(target: str | Path, threads: int | None = None, seconds: float = CLIP_SECONDS,
              timeout: float = 900) -> dict:
-    """Peak resident memory of a fresh process that opens the artefact and embeds one clip."""
-    cmd = [sys.executable, "-m", "serbench.measure", "rss", str(artefact_path), "--seconds", str(seconds)]
+    """Peak resident memory of a fresh process that opens an encoder and embeds one clip.
+
+    ``target`` is an artefact folder, or the registry file (``.yaml``) of a weight-free model,
+    whose encoder has no artefact (:func:`open_target`).
+    """
+    cmd = [sys.executable, "-m", "serbench.measure", "rss", str(target), "--seconds", str(seconds)]
     if threads:
         cmd += ["--threads", str(threads)]
     try:
@@ -122,14 +128,23 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def open_target(target: str | Path, threads: int | None = None):
+    """The encoder of an artefact folder, or of a weight-free model given by its registry file."""
+    from serbench import backbones, registry
+    from serbench.artefacts import encoders
+
+    if Path(target).suffix in (".yaml", ".yml"):
+        entry = registry.load_model(str(target))
+        return backbones.encoder(entry, backbones.build(entry)[0], threads)
+    return encoders.open_encoder(target, threads)
+
+
 def _rss_child(path: str, seconds: float, threads: int | None) -> None:
     import psutil
 
-    from serbench import compress
-
     base = psutil.Process().memory_info().rss / 2**20
     wave = (np.random.default_rng(0).standard_normal(int(seconds * 16_000)) * 0.1).astype(np.float32)
-    compress.open_encoder(path, threads).embed(wave)
+    open_target(path, threads).embed(wave)
     print(json.dumps({"peak_rss_mb": round(_peak_mb(), 1), "rss_before_open_mb": round(base, 1),
                       "method": "VmHWM of a fresh process that opens the artefact and embeds one clip"}))
 
@@ -212,52 +227,72 @@ def embed_all(encoder, waves: list[np.ndarray]) -> np.ndarray:
 # ---- for `serbench run` ------------------------------------------------------------------------
 
 
-def for_run(entry, recipe, artefact, weights: dict | None = None, *, runs: int = 20, probe: int = 8,
-            country: str = "USA", threads: int | None = None, min_fidelity: float = 0.95,
+def flags(p50_ms: float, reference_p50_ms: float | None, cosine: float | None, min_fidelity: float = 0.95,
+          slower_tolerance: float = 0.05) -> list[str]:
+    """What a recipe is flagged for against the reference: ``SLOWER-THAN-FP32`` when its p50 exceeds
+    the reference's by more than ``slower_tolerance``, ``LOW-FIDELITY`` when its centred cosine is
+    below ``min_fidelity``. Decided here only, for ``serbench bench`` and ``serbench run``."""
+    out = []
+    if reference_p50_ms is not None and p50_ms > reference_p50_ms * (1 + slower_tolerance):
+        out.append("SLOWER-THAN-FP32")
+    if cosine is not None and cosine < min_fidelity:
+        out.append("LOW-FIDELITY")
+    return out
+
+
+def for_run(entry, recipe, artefact, weights: dict | None = None, *, reference=None, runs: int = 20,
+            probe: int = 8, country: str = "USA", threads: int | None = None, min_fidelity: float = 0.95,
             slower_tolerance: float = 0.05) -> dict:
-    """Flat, JSON-able measurements of one artefact for the results store.
+    """Flat, JSON-able measurements of one recipe's encoder for the results store.
 
-    When the fp32 artefact of the same weights is in the cache (it is whenever fp32 was among the
-    recipes run), latency is timed interleaved with it, and fidelity is measured against it;
-    ``flags`` then says whether the recipe is slower than fp32 or below ``min_fidelity``.
-    Without it, those fields are ``None`` and ``fidelity_reference`` says why.
+    ``artefact`` is the recipe's artefact, or None for a weight-free model (its encoder is used as
+    built, size 0). ``reference`` is the reference recipe the run compares with (default: the
+    registry's); ``reference`` in the output names it. When the reference's artefact of the same
+    weights is in the cache (it is whenever the reference was among the recipes run), latency is
+    timed interleaved with it and fidelity is measured against it, and ``flags`` (:func:`flags`)
+    says what the recipe falls short in. Without it those fields are ``None`` and
+    ``fidelity_reference`` says why. The reference itself (and a weight-free model, which runs
+    under the reference alone) is its own reference.
     """
-    from serbench import compress, paths, registry
+    from serbench import registry, runtime
+    from serbench.artefacts import cache, encoders
 
-    threads = threads or compress.default_threads()
-    enc = compress.open_encoder(artefact, threads)
+    reference = reference or registry.reference_recipe()
+    threads = threads or runtime.default_threads()
+    target = entry.path if artefact is None else artefact.path
+    enc = open_target(target, threads)
     wave = clips(1, PROBE_SEED)[0][0]
-    prov = artefact.provenance.get("weights", weights or {})
-    ref_path = paths.home() / "artefacts" / (
-        f"{entry.name}--fp32--{compress.artefact_key(entry, registry.load_recipe('fp32'), prov, [])}")
-    ref = None
-    if recipe.name != "fp32" and (ref_path / compress.META).is_file():
-        ref = compress.open_encoder(ref_path, threads)
+    itself = artefact is None or recipe.name == reference.name
+    ref, ref_path = None, None
+    if not itself:
+        prov = artefact.provenance.get("weights", weights or {})
+        ref_path = cache.folder(entry, reference, cache.artefact_key(entry, reference, prov, []))
+        if (ref_path / cache.META).is_file():
+            ref = encoders.open_encoder(ref_path, threads)
     fns = {"x": lambda: enc.embed(wave)}
     if ref is not None:
-        fns["fp32"] = lambda: ref.embed(wave)
+        fns["reference"] = lambda: ref.embed(wave)
     timed = latency(fns, runs=runs)
     lat = timed["x"]
-    out = {"size_mb": artefact.size_mb, "latency_p50_ms": lat["p50_ms"], "latency_p90_ms": lat["p90_ms"],
-           "latency_runs": runs, "threads": threads, "clip_seconds": CLIP_SECONDS, "batch": 1,
-           "throughput_audio_s_per_s": throughput(lat), "machine": machine(), "flags": []}
-    out.update({f"memory_{k}": v for k, v in peak_rss(artefact.path, threads).items()})
+    out = {"size_mb": 0.0 if artefact is None else artefact.size_mb, "latency_p50_ms": lat["p50_ms"],
+           "latency_p90_ms": lat["p90_ms"], "latency_runs": runs, "threads": threads, "clip_seconds": CLIP_SECONDS,
+           "batch": 1, "throughput_audio_s_per_s": throughput(lat), "machine": machine(), "flags": [],
+           "reference": reference.name}
+    out.update({f"memory_{k}": v for k, v in peak_rss(target, threads).items()})
     e = energy(lambda: enc.embed(wave), country=country)
     out.update({"energy_j_per_clip": e.pop("energy_j_per_clip"), "energy": e})
-    if recipe.name == "fp32":
+    if itself:
         out.update({"centered_cosine": 1.0, "rel_l2": 0.0, "speedup_vs_fp32": 1.0,
-                    "fidelity_reference": "itself (fp32)"})
+                    "fidelity_reference": f"itself ({recipe.name})"})
     elif ref is not None:
         waves = clips(probe, PROBE_SEED)[0]
+        base = timed["reference"]["p50_ms"]
         out.update({**fidelity(embed_all(ref, waves), embed_all(enc, waves)), "fidelity_reference": str(ref_path),
-                    "speedup_vs_fp32": round(timed["fp32"]["p50_ms"] / lat["p50_ms"], 3)})
-        if lat["p50_ms"] > timed["fp32"]["p50_ms"] * (1 + slower_tolerance):
-            out["flags"].append("SLOWER-THAN-FP32")
-        if out["centered_cosine"] < min_fidelity:
-            out["flags"].append("LOW-FIDELITY")
+                    "speedup_vs_fp32": round(base / lat["p50_ms"], 3)})
+        out["flags"] = flags(lat["p50_ms"], base, out["centered_cosine"], min_fidelity, slower_tolerance)
     else:
         out.update({"centered_cosine": None, "rel_l2": None, "speedup_vs_fp32": None,
-                    "fidelity_reference": "none: no fp32 artefact of the same weights in the cache"})
+                    "fidelity_reference": f"none: no {reference.name} artefact of the same weights in the cache"})
     return out
 
 

@@ -4,69 +4,19 @@ An entry is data: adding a model or a recipe is adding one YAML file to any fold
 :func:`serbench.paths.registry_dirs` searches, with no code change. Entries are validated when
 loaded, so a typo fails at once with the file and the field named, not deep inside an export.
 Each entry keeps its parsed content (``content``) so that caches can hash exactly what it says.
+
+What an entry may say is declared by the code that acts on it, and read from there: a model's
+fields by its kind (:data:`serbench.backbones.KINDS`), a recipe's methods and their options by
+the compression backends (:mod:`serbench.artefacts.methods`). Nothing here lists them again.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
-
-from serbench import schema
+from serbench import backbones, schema
+from serbench.artefacts import methods
+from serbench.entries import ModelEntry, RecipeEntry
 from serbench.errors import SerbenchError
 from serbench.paths import find_yaml, registry_dirs, yaml_files
 from serbench.schema import Field, non_empty, positive, within
-
-MODEL_KINDS = ("transformers", "opensmile")
-# backend -> method -> the option names that method understands (anything else is a typo).
-RECIPE_METHODS: dict[str, dict[str, set[str]]] = {
-    "onnxruntime": {
-        "fp32": {"opset"},
-        "fp16": {"opset", "keep_io_types"},
-        "dynamic": {"opset", "weight_type", "op_types_to_quantize", "per_channel", "reduce_range"},
-        "static": {"opset", "quant_format", "per_channel", "op_types_to_quantize", "activation_type",
-                   "weight_type", "calibrate_method", "calibrate_percentile", "reduce_range",
-                   "max_calibration_clips", "nodes_to_exclude", "weight_matmuls_only"},
-    },
-    "neural-compressor": {
-        "static": {"w_dtype", "w_sym", "w_granularity", "w_algo", "act_dtype", "act_sym",
-                   "act_granularity", "act_algo", "clip_seconds", "max_calibration_clips"},
-    },
-}
-
-# What each option's value may be. compress.py looks the onnxruntime names up in
-# onnxruntime.quantization's QuantType / QuantFormat / CalibrationMethod enums (QuantType[...]), so a
-# misspelt name (QUint8) must fail here, at load, not as a KeyError in the middle of `bench`.
-# Only the 8-bit QuantTypes: the recipes are int8 ones (tests check these names exist in onnxruntime).
-ORT_QUANT_TYPES = ("QInt8", "QUInt8")
-ORT_QUANT_FORMATS = ("QDQ", "QOperator")
-ORT_CALIBRATE_METHODS = ("MinMax", "Entropy", "Percentile", "Distribution")
-_CLIPS = Field("max_calibration_clips", int, check=positive)
-RECIPE_OPTIONS: dict[str, dict[str, Field]] = {
-    "onnxruntime": {f.name: f for f in (
-        Field("opset", int, check=positive),
-        Field("keep_io_types", bool),
-        Field("weight_type", str, choices=ORT_QUANT_TYPES),
-        Field("activation_type", str, choices=ORT_QUANT_TYPES),
-        Field("quant_format", str, choices=ORT_QUANT_FORMATS),
-        Field("calibrate_method", str, choices=ORT_CALIBRATE_METHODS),
-        Field("calibrate_percentile", float, check=within(0, 100)),
-        Field("per_channel", bool),
-        Field("reduce_range", bool),
-        Field("weight_matmuls_only", bool),
-        Field("op_types_to_quantize", list, items=str),
-        Field("nodes_to_exclude", list, items=str),
-        _CLIPS,
-    )},
-    # passed to neural_compressor.torch.quantization.StaticQuantConfig(**options)
-    "neural-compressor": {f.name: f for f in (
-        Field("w_dtype", str), Field("act_dtype", str),
-        Field("w_sym", bool), Field("act_sym", bool),
-        Field("w_granularity", str, choices=("per_channel", "per_tensor")),
-        Field("act_granularity", str, choices=("per_channel", "per_tensor")),
-        Field("w_algo", str), Field("act_algo", str),
-        Field("clip_seconds", float, check=positive),
-        _CLIPS,
-    )},
-}
 
 # The encoder's input preprocessing (serbench.audio.Preprocess, sample_rate aside) and its
 # defaults, the reference paper's. Written out, not imported: importing serbench.audio pulls in
@@ -77,12 +27,8 @@ INPUT_FIELDS = tuple(Field(k, float, nullable=True, default=v, check=_INPUT_CHEC
                      for k, v in PREPROCESS_DEFAULTS.items())
 
 
-def _identifier(v: str) -> str | None:
-    return None if v.isidentifier() else f"must be a transformers class name, got {v!r}"
-
-
-_MODEL_KIND = Field("kind", str, default="transformers", choices=MODEL_KINDS)
-MODEL_FIELDS = (
+_MODEL_KIND = Field("kind", str, default="transformers", choices=tuple(backbones.KINDS))
+MODEL_FIELDS = (  # every kind's; each kind adds its own (serbench.backbones.KINDS)
     Field("name", str),
     _MODEL_KIND,
     Field("description", str, default=""),
@@ -93,83 +39,17 @@ MODEL_FIELDS = (
     # the default classifier head (its name is checked against the heads registry when used)
     Field("head", str, check=non_empty),
 )
-MODEL_KIND_FIELDS = {
-    # Whether transformers has this class is checked when the model is built: importing
-    # transformers (and torch) here would make listing the registry take seconds.
-    "transformers": (
-        Field("hub_id", str),
-        Field("revision", (str, int), default="main"),
-        Field("model_class", str, required=True, check=_identifier),
-        Field("config", dict, required=True),
-        Field("params", int, required=True,
-              check=lambda v: None if v > 0 else f"must be a positive parameter count, got {v}"),
-        Field("normalize", bool, default=False),
-    ),
-    "opensmile": (
-        Field("feature_set", str, required=True),
-        Field("feature_level", str, default="Functionals"),
-        Field("dim", int, required=True, check=positive),
-    ),
-}
-
-
-@dataclass(frozen=True)
-class ModelEntry:
-    """A backbone: where its weights live, how to build it offline, what it should weigh."""
-
-    name: str
-    kind: str
-    path: Path
-    content: dict = field(repr=False)
-    description: str = ""
-    licence: str = ""
-    hub_id: str | None = None
-    revision: str | None = None
-    model_class: str | None = None
-    config: dict = field(default_factory=dict)
-    params: int | None = None
-    normalize: bool = False
-    sample_rate: int = 16_000
-    feature_set: str | None = None
-    feature_level: str | None = None
-    dim: int | None = None
-    # every serbench.audio.Preprocess field but sample_rate, resolved (None = step off), so that
-    # audio.Preprocess(sample_rate=entry.sample_rate, **entry.input) builds the encoder's input
-    input: dict = field(default_factory=lambda: dict(PREPROCESS_DEFAULTS))
-    head: str | None = None  # the default classifier head's name
-
-    @property
-    def weight_free(self) -> bool:
-        return self.kind == "opensmile"
-
-
-@dataclass(frozen=True)
-class RecipeEntry:
-    """A compression recipe: which backend, which method, with which options."""
-
-    name: str
-    backend: str
-    method: str
-    path: Path
-    content: dict = field(repr=False)
-    description: str = ""
-    calibration: bool = False
-    options: dict = field(default_factory=dict)
-
-    @property
-    def is_reference(self) -> bool:
-        """The uncompressed ONNX export: what probe heads are trained on and what every compressed
-        recipe is compared with. Decided by method, not by the file's name."""
-        return self.backend == "onnxruntime" and self.method == "fp32"
 
 
 def reference_recipe() -> RecipeEntry:
-    """The registry's reference recipe (``onnxruntime``/``fp32``; ``fp32`` if several are)."""
-    found = [r for r in recipes() if r.is_reference]
-    if not found:
+    """The registry's reference recipe: the first, in registry search order, whose method is the
+    reference (``onnxruntime``/``fp32``). Chosen by method, never by file name; whatever uses it
+    names it in its output."""
+    found = next((r for r in recipes() if r.is_reference), None)
+    if found is None:
         raise SerbenchError("no recipe with backend onnxruntime and method fp32 in the registry: "
                             "serbench needs one as the uncompressed reference")
-    return next((r for r in found if r.name == "fp32"), found[0])
+    return found
 
 
 def _files(kind: str) -> dict[str, Path]:
@@ -190,15 +70,11 @@ def load_model(name: str) -> ModelEntry:
     path = find_yaml(name, model_files(), "model")
     data = schema.read(path)
     data["name"] = schema.check_name(data, path)
-    kind = schema.value(data, _MODEL_KIND, path)  # which fields are known depends on the kind
-    values = schema.validate(data, MODEL_FIELDS + MODEL_KIND_FIELDS[kind], path)
-    if kind == "transformers":
+    kind = backbones.KINDS[schema.value(data, _MODEL_KIND, path)]  # which fields are known depends on it
+    values = schema.validate(data, MODEL_FIELDS + kind.fields, path)
+    if values.get("revision") is not None:  # a hub revision may be written as a number
         values["revision"] = str(values["revision"])
-    return ModelEntry(path=path, content=data, **values)
-
-
-def _options(backend: str, method: str) -> tuple[Field, ...]:
-    return tuple(RECIPE_OPTIONS[backend][o] for o in sorted(RECIPE_METHODS[backend][method]))
+    return ModelEntry(path=path, content=data, weight_free=kind.weight_free, **values)
 
 
 def load_recipe(name: str) -> RecipeEntry:
@@ -206,26 +82,29 @@ def load_recipe(name: str) -> RecipeEntry:
     path = find_yaml(name, recipe_files(), "recipe")
     data = schema.read(path)
     data["name"] = schema.check_name(data, path)
-    backend = schema.value(data, Field("backend", str, required=True, choices=tuple(RECIPE_METHODS)), path)
-    methods = RECIPE_METHODS[backend]
+    backends = methods.backends()
+    backend = schema.value(data, Field("backend", str, required=True, choices=tuple(backends)), path)
+    known = backends[backend]
     fields = (
         Field("name", str),
         Field("description", str, default=""),
         Field("backend", str),
-        Field("method", str, required=True, check=lambda m: None if m in methods else (
-            f"must be one of {', '.join(methods)} for backend {backend!r}, got {m!r}" + schema.suggest(m, methods))),
+        Field("method", str, required=True, check=lambda m: None if m in known else (
+            f"must be one of {', '.join(known)} for backend {backend!r}, got {m!r}" + schema.suggest(m, known))),
         # calibration defaults to the method's need (static quantisation calibrates)
         Field("calibration", bool),
         Field("options", dict),
     )
     values = schema.validate(data, fields, path)
+    method = known[values["method"]]
     # options are checked once the method is known: each method has its own option names
-    options = schema.validate(values["options"] or {}, _options(backend, values["method"]), path, "options.")
-    return RecipeEntry(path=path, content=data, name=values["name"], backend=backend, method=values["method"],
+    options = schema.validate(values["options"] or {}, sorted(method.options, key=lambda f: f.name), path,
+                              "options.")
+    return RecipeEntry(path=path, content=data, name=values["name"], backend=backend, method=method.name,
                        description=values["description"],
-                       calibration=(values["method"] == "static" if values["calibration"] is None
-                                    else values["calibration"]),
-                       options={k: options[k] for k in values["options"] or {} if options[k] is not None})
+                       calibration=method.calibrated if values["calibration"] is None else values["calibration"],
+                       options={k: options[k] for k in values["options"] or {} if options[k] is not None},
+                       is_reference=method.reference)
 
 
 def models() -> list[ModelEntry]:

@@ -4,8 +4,8 @@ The flow (each step is another module; this one only wires them):
 corpora (:mod:`serbench.sources`) -> audited folds (:mod:`serbench.protocols`) -> per fold, a head
 trained on the *training* split and selected on the *validation* split (probe: on cached fp32
 embeddings, :mod:`serbench.train`; fine-tune: the backbone too, :mod:`serbench.finetune`) -> for each
-recipe, the (fine-tuned or pretrained) backbone compressed by it (:mod:`serbench.compress`; static
-recipes calibrated on that fold's training utterances only) embeds the *test* utterances, and the
+recipe, the (fine-tuned or pretrained) backbone compressed by it (:mod:`serbench.artefacts`; static
+recipes calibrated on that fold's training utterances only; a weight-free model's encoder as built) embeds the *test* utterances, and the
 head scores them (:mod:`serbench.metrics`) -> one store run per recipe (:mod:`serbench.store`).
 
 Runs are per recipe so that every row of the store is one (model, recipe, protocol) point on a
@@ -28,8 +28,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from serbench import (atomic, audio, backbones, compress, embed, heads, labels, metrics,
+from serbench import (atomic, audio, backbones, embed, heads, labels, metrics,
                       protocols, provenance, registry, sources, stats, store, train)
+from serbench.artefacts import cache, encoders
+from serbench.entries import RecipeEntry
 from serbench.errors import SerbenchError
 from serbench.finetune import FinetuneConfig, finetune
 
@@ -74,11 +76,10 @@ class Runner:
         self.spec, self.resume, self.progress, self.log = spec, resume, progress, log
         self.notes: list[str] = []   # what the user must see even with --quiet/--json (skips, resume)
         self.entry = registry.load_model(spec.model)
-        if self.entry.weight_free:   # arguments are checked before any corpus is written or scanned
-            backbones.provenance(self.entry, spec.weights)
-        else:
-            backbones.parse_weights(spec.weights)
+        backbones.check_weights(self.entry, spec.weights)  # arguments are checked before any corpus is touched
         self.recipes = [registry.load_recipe(r) for r in spec.recipes]
+        for recipe in self.recipes:
+            backbones.check_recipe(self.entry, recipe)
         # the uncompressed reference (heads are trained on its embeddings): by method, not by name
         self.fp32 = next((r for r in self.recipes if r.is_reference), None) or registry.reference_recipe()
         if self.entry.weight_free and spec.mode == "finetune":
@@ -130,7 +131,7 @@ class Runner:
         """The label map each corpus was read with (after the protocol's and --label-map choices)."""
         return {n: m.label_map for n, m in self.manifests.items()}
 
-    def _config(self, recipe: registry.RecipeEntry) -> dict:
+    def _config(self, recipe: RecipeEntry) -> dict:
         """Everything that determines a recipe-run's numbers: its resume key and its record."""
         s = self.spec
         return {
@@ -259,17 +260,23 @@ class Runner:
         keys = sorted(rng.choice(np.array(fold.train, dtype=object), size=n, replace=False).tolist())
         return self._waves(keys), keys
 
-    def _artefact(self, recipe, fold, model_and_prov):
+    def _encoder(self, recipe, fold, backbone):
+        """``(cache key, encoder, artefact)`` embedding for ``recipe``: the artefact of ``backbone``
+        (a ``(model, provenance)`` pair) compressed by it, calibrated recipes on this fold's training
+        utterances; for a weight-free model its encoder as built, and no artefact (nothing to compress)."""
+        if self.entry.weight_free:
+            ident = json.dumps({"model": self.entry.content, "weights": self.weights}, sort_keys=True, default=str)
+            key = f"{self.entry.name}--{hashlib.sha256(ident.encode()).hexdigest()[:16]}"
+            return key, backbones.encoder(self.entry, self.model), None
         calib, ids = self._calibration(fold) if recipe.calibration else (None, None)
-        art = compress.build(self.entry, recipe, model_and_prov, calib, ids)
-        return art, compress.open_encoder(art)
+        art = cache.build(self.entry, recipe, backbone, calib, ids)
+        return art.path.name, encoders.open_encoder(art), art
 
     def _fold(self, db: store.Store, fold, pending, run_ids) -> None:
         s = self.spec
         yt, yv = self._labels(fold.train), self._labels(fold.val)
         if s.mode == "probe":
-            art32, enc32 = self._artefact(self.fp32, fold, (self.model, self.weights))
-            key32 = art32.path.name
+            key32, enc32, _ = self._encoder(self.fp32, fold, (self.model, self.weights))
             Xt = self._embed(fold.train, enc32, key32, f"fold {fold.index} embed train")
             Xv = self._embed(fold.val, enc32, key32, f"fold {fold.index} embed val")
             fitted = heads.fit(self.head, Xt, yt, Xv, yv, self.classes, seed=self.seed)
@@ -284,8 +291,8 @@ class Runner:
                     "fold": fold.index, "seed": self.seed, "sha256": _state_hash(ft.backbone)}
             backbone = (ft.backbone, prov)
         for recipe in pending:
-            art, enc = self._artefact(recipe, fold, backbone)
-            Xtest = self._embed(fold.test, enc, art.path.name, f"fold {fold.index} {recipe.name} test")
+            key, enc, art = self._encoder(recipe, fold, backbone)
+            Xtest = self._embed(fold.test, enc, key, f"fold {fold.index} {recipe.name} test")
             pred, proba = train.predict(head, Xtest)
             y_pred = [self.classes[i] for i in pred]
             y_true = self._labels(fold.test)
@@ -294,8 +301,8 @@ class Runner:
             db.write_fold(rid, fold.index, metrics=metrics.scores(y_true, y_pred, self.classes),
                           audit=fold.audit, utt_ids=list(fold.test), y_true=y_true, y_pred=y_pred,
                           probs=proba, name=fold.name, speakers=self._speakers(fold.test),
-                          details={**details, "artefact": str(art.path),
-                                   "calibration_ids": art.provenance.get("calibration_ids", [])})
+                          details={**details, "artefact": None if art is None else str(art.path),
+                                   "calibration_ids": [] if art is None else art.provenance.get("calibration_ids", [])})
             self.log(f"fold {fold.index} {recipe.name}: UA {metrics.ua(y_true, y_pred, self.classes):.3f}")
 
     def _finetune_config(self) -> FinetuneConfig:
@@ -307,15 +314,15 @@ class Runner:
         if len(have):
             return dict(zip(have["key"], have["value"]))
         fold0 = db.fold_results(run_id)["details"].iloc[0]
-        art = compress.load(fold0["artefact"])
-        values = {"size_mb": art.size_mb, "artefact": str(art.path)}
+        art = None if self.entry.weight_free else cache.load(fold0["artefact"])  # weight-free: none, 0 MB
+        values = {"size_mb": 0.0 if art is None else art.size_mb, "artefact": None if art is None else str(art.path)}
         if self.spec.measure:
             from serbench import measure  # lazy: codecarbon and friends are slow to import
 
             self.log(f"measuring {recipe.name}: latency, peak memory, energy, fidelity "
                      "(about 20 s; --no-measure skips it) ...")
             t0 = time.perf_counter()
-            values.update(measure.for_run(self.entry, recipe, art, self.weights))
+            values.update(measure.for_run(self.entry, recipe, art, self.weights, reference=self.fp32))
             self.log(f"measured {recipe.name} in {time.perf_counter() - t0:.0f} s")
         db.add_measurements(run_id, values)
         return values

@@ -13,7 +13,8 @@ import pytest
 import soundfile as sf
 import soxr
 
-from serbench import compress, deploy, runtime, store
+from serbench import deploy, runtime, store
+from serbench.artefacts import cache
 from serbench.deploy import graph, select
 from serbench.cli import main
 from serbench.errors import SerbenchError
@@ -65,7 +66,7 @@ def _graph_probs(folder, waves):
 def _reference(run_id, recipe_run, waves):
     """The store's fold-0 artefact (as `serbench run` evaluated it) + the saved torch head."""
     with store.Store() as db:
-        art = compress.load(db.fold_results(recipe_run)["details"].iloc[0]["artefact"])
+        art = cache.load(db.fold_results(recipe_run)["details"].iloc[0]["artefact"])
         head, _ = select.load_head(select.heads_path(db, run_id, 0))
     return graph.reference_probabilities(art, head, waves), art
 
@@ -119,7 +120,7 @@ def test_uncalibrated_recipe_is_rebuilt_and_says_it_was_not_measured(shared_home
     waves = _clips()
     with store.Store() as db:
         head, _ = select.load_head(select.heads_path(db, runs["fp32"], 0))
-    art = compress.load(card["backbone_artefact"]["path"])
+    art = cache.load(card["backbone_artefact"]["path"])
     assert art.recipe == recipe
     np.testing.assert_allclose(_graph_probs(out, waves), graph.reference_probabilities(art, head, waves),
                                atol=1e-5)

@@ -424,16 +424,17 @@ def test_serbench_run_on_a_full_disk_ends_in_one_line_and_resumes(tmp_path, monk
 
 
 def test_full_disk_while_building_an_artefact_is_named_and_leaves_nothing(tmp_path, monkeypatch):
-    from serbench import compress, paths, registry
+    from serbench import paths, registry
+    from serbench.artefacts import cache
 
     root = paths.home() / "artefacts"
     disk = _fail_rename(monkeypatch, root)
     entry, recipe = registry.load_model("tiny"), registry.load_recipe("fp32")
     with pytest.raises(SerbenchError) as err:
-        compress.build(entry, recipe, "random:0")
+        cache.build(entry, recipe, "random:0")
     msg = str(err.value)
     assert f"cannot write artefact tiny--fp32--" in msg and "no space left" in msg and str(root) in msg
     assert not _leftovers(root) and not [p for p in root.iterdir() if p.name.startswith(".")]
     disk["on"] = False
-    art = compress.build(entry, recipe, "random:0")
-    assert (art.path / compress.META).is_file() and art.path.parent == root
+    art = cache.build(entry, recipe, "random:0")
+    assert (art.path / cache.META).is_file() and art.path.parent == root

@@ -65,11 +65,12 @@ def test_energy_failure_is_recorded_not_raised(monkeypatch):
 
 @pytest.fixture(scope="module")
 def tiny_fp32(tmp_path_factory):
-    from serbench import compress, registry
+    from serbench import registry
+    from serbench.artefacts import cache
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SERBENCH_HOME", str(tmp_path_factory.mktemp("measure_home")))
-        yield compress.build(registry.load_model("tiny"), registry.load_recipe("fp32"), "random:0")
+        yield cache.build(registry.load_model("tiny"), registry.load_recipe("fp32"), "random:0")
 
 
 def test_peak_rss_in_a_fresh_process(tiny_fp32):
@@ -108,15 +109,61 @@ def test_for_run_measures_an_artefact_flat(tiny_fp32, monkeypatch):
 
 
 def test_for_run_compares_with_the_cached_fp32_artefact(tiny_fp32, monkeypatch):
-    from serbench import compress, registry
+    from serbench import registry
+    from serbench.artefacts import cache
 
     monkeypatch.setenv("SERBENCH_HOME", str(tiny_fp32.path.parent.parent))
     monkeypatch.setattr(measure, "energy", lambda fn, country="USA": {"energy_j_per_clip": None, "error": "off"})
     monkeypatch.setattr(measure, "peak_rss", lambda path, threads=None: {"peak_rss_mb": None})
     entry, recipe = registry.load_model("tiny"), registry.load_recipe("dynamic-int8")
-    art = compress.build(entry, recipe, "random:0")
+    art = cache.build(entry, recipe, "random:0")
     out = measure.for_run(entry, recipe, art, runs=2, probe=2, min_fidelity=1.01)
     assert out["fidelity_reference"] == str(tiny_fp32.path) and out["speedup_vs_fp32"] > 0
     assert "LOW-FIDELITY" in out["flags"] and 0 < out["centered_cosine"] < 1.01
-    other = compress.build(entry, recipe, "random:3")  # no fp32 of these weights cached
+    other = cache.build(entry, recipe, "random:3")  # no fp32 of these weights cached
     assert measure.for_run(entry, recipe, other, runs=1, probe=2)["centered_cosine"] is None
+
+
+def test_flags_are_decided_in_one_place():
+    assert measure.flags(106.0, 100.0, 0.99) == ["SLOWER-THAN-FP32"]
+    assert measure.flags(105.0, 100.0, 0.99) == []                      # within the 5 % tolerance
+    assert measure.flags(90.0, 100.0, 0.90) == ["LOW-FIDELITY"]
+    assert measure.flags(90.0, None, None) == []                        # nothing to compare with
+
+
+def test_bench_compares_with_the_reference_by_method_and_names_it(tmp_path, monkeypatch):
+    """A reference recipe under another name is the reference: ratios and fidelity are to its ONNX
+    artefact, and the result says which recipe that was."""
+    from _models import write_entry
+
+    from serbench.recipe_bench import bench
+
+    write_entry(tmp_path, "recipes", "plain", {"name": "plain", "backend": "onnxruntime", "method": "fp32"})
+    monkeypatch.setenv("SERBENCH_REGISTRY", str(tmp_path))
+    monkeypatch.setenv("SERBENCH_HOME", str(tmp_path / "home"))
+    res = bench("tiny", ["dynamic-int8", "plain"], "random:4", runs=1, warmup=0, threads=1, probe=2,
+                energy=False, rss=False)
+    assert res["reference"] == "plain" and "plain" in res["fidelity_reference"]
+    rows = {r["recipe"]: r for r in res["rows"]}
+    assert list(rows) == ["plain", "dynamic-int8"]
+    assert rows["plain"]["fidelity"]["centered_cosine"] == pytest.approx(1.0)
+    assert rows["plain"]["speedup_vs_fp32"] == 1.0 and rows["plain"]["size_ratio_vs_fp32"] == 1.0
+
+
+def test_for_run_of_a_weight_free_model_measures_its_encoder_as_built(monkeypatch, tmp_path):
+    from serbench import registry
+
+    monkeypatch.setenv("SERBENCH_HOME", str(tmp_path))
+    monkeypatch.setattr(measure, "energy", lambda fn, country="USA": {"energy_j_per_clip": None})
+    monkeypatch.setattr(measure, "peak_rss", lambda path, threads=None: {"peak_rss_mb": None})
+    out = measure.for_run(registry.load_model("egemaps"), registry.load_recipe("fp32"), None, runs=1)
+    assert out["size_mb"] == 0.0 and out["centered_cosine"] == 1.0 and out["reference"] == "fp32"
+    assert out["fidelity_reference"] == "itself (fp32)" and out["latency_p50_ms"] > 0
+
+
+def test_peak_rss_of_a_weight_free_model_opens_its_entry():
+    from serbench import registry
+
+    res = measure.peak_rss(registry.load_model("egemaps").path, threads=1, seconds=1.0)
+    assert res.get("error") is None, res
+    assert res["peak_rss_mb"] >= res["rss_before_open_mb"] > 0

@@ -14,7 +14,8 @@ import pytest
 import soundfile as sf
 import soxr
 
-from serbench import audio, compress, deploy, embed, runtime, registry
+from serbench import audio, deploy, embed, runtime, registry
+from serbench.artefacts import cache
 from serbench.cli import main
 from serbench.runtime import note as note_module
 from serbench.synth import voice
@@ -36,7 +37,7 @@ def model_dir(tmp_path_factory):
     mp.setenv("SERBENCH_HOME", str(home))
     try:
         entry = registry.load_model("tiny")
-        art = compress.build(entry, registry.load_recipe("fp32"), "random:0")
+        art = cache.build(entry, registry.load_recipe("fp32"), "random:0")
         torch.manual_seed(0)
         head = LayerWeightedProbe(3, 32, 4).eval()
         out = tmp_path_factory.mktemp("model")

@@ -10,6 +10,8 @@ import yaml
 from _models import write_entry
 
 from serbench import labels, protocols, registry, schema
+from serbench.artefacts import methods
+from serbench.artefacts import onnxruntime as ort_methods
 from serbench.errors import SerbenchError
 from serbench.schema import Field
 
@@ -71,12 +73,12 @@ def test_recipe_option_values_are_checked_at_load(tmp_path, monkeypatch):
     base = _builtin("recipes", "static-int8")
     good = base["options"]["weight_type"]
     bad = good[:2] + good[2:].swapcase()  # QInt8 -> QiNT8: what a user mistypes
-    assert bad not in registry.ORT_QUANT_TYPES
+    assert bad not in ort_methods.QUANT_TYPES
     for option, value in [("weight_type", bad), ("activation_type", bad)]:
         path = write_entry(tmp_path, "recipes", "bad",
                            {**base, "name": "bad", "options": {**base["options"], option: value}})
         msg = _rejects("recipes", path, f"options.{option}")
-        assert all(t in msg for t in registry.ORT_QUANT_TYPES) and f"did you mean {good!r}" in msg
+        assert all(t in msg for t in ort_methods.QUANT_TYPES) and f"did you mean {good!r}" in msg
     for option, value in [("quant_format", "QDQQ"), ("calibrate_method", "minmax"), ("per_channel", "yes"),
                           ("calibrate_percentile", 0), ("calibrate_percentile", 100.5), ("opset", True),
                           ("opset", 17.0), ("op_types_to_quantize", "Conv"), ("nodes_to_exclude", [3]),
@@ -92,20 +94,21 @@ def test_dynamic_recipe_weight_type_typo_fails_at_load_not_in_bench(tmp_path, mo
     options = {**base["options"], "weight_type": "QUint8"}
     path = write_entry(tmp_path, "recipes", "dyn", {**base, "name": "dyn", "options": options})
     msg = _rejects("recipes", path, "options.weight_type")
-    assert "must be one of " + ", ".join(registry.ORT_QUANT_TYPES) in msg
+    assert "must be one of " + ", ".join(ort_methods.QUANT_TYPES) in msg
 
 
-def test_allowed_onnxruntime_names_are_the_ones_compress_looks_up():
+def test_allowed_onnxruntime_names_are_the_ones_the_backend_looks_up():
     q = pytest.importorskip("onnxruntime.quantization")
-    assert set(registry.ORT_QUANT_TYPES) <= set(q.QuantType.__members__)
-    assert set(registry.ORT_QUANT_FORMATS) <= set(q.QuantFormat.__members__)
-    assert set(registry.ORT_CALIBRATE_METHODS) <= set(q.CalibrationMethod.__members__)
+    assert set(ort_methods.QUANT_TYPES) <= set(q.QuantType.__members__)
+    assert set(ort_methods.QUANT_FORMATS) <= set(q.QuantFormat.__members__)
+    assert set(ort_methods.CALIBRATE_METHODS) <= set(q.CalibrationMethod.__members__)
 
 
 def test_every_recipe_option_name_has_a_value_spec():
-    for backend, methods in registry.RECIPE_METHODS.items():
-        for method, names in methods.items():
-            assert names <= set(registry.RECIPE_OPTIONS[backend]), (backend, method)
+    for backend, declared in methods.backends().items():
+        for method, spec in declared.items():
+            assert all(isinstance(f, Field) for f in spec.options), (backend, method)
+            assert len({f.name for f in spec.options}) == len(spec.options), (backend, method)
 
 
 def test_preprocess_defaults_match_audio_preprocess():

@@ -10,7 +10,8 @@ import json
 
 from tabulate import tabulate
 
-from serbench import registry
+from serbench import backbones, registry
+from serbench.entries import ModelEntry, RecipeEntry
 
 
 def register(sub) -> None:
@@ -20,17 +21,13 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def _model_row(e: registry.ModelEntry) -> dict:
-    if e.weight_free:
-        source = f"opensmile {e.feature_set} {e.feature_level}"
-    else:
-        source = f"{e.hub_id}@{e.revision}" if e.hub_id else "(no hub weights: local or random only)"
-    return {"name": e.name, "kind": e.kind, "class": e.model_class or "-", "source": source,
+def _model_row(e: ModelEntry) -> dict:
+    return {"name": e.name, "kind": e.kind, "class": e.model_class or "-", "source": backbones.source(e),
             "params": e.params, "dim": e.dim, "normalize": e.normalize, "licence": e.licence,
             "description": e.description, "file": str(e.path)}
 
 
-def _recipe_row(r: registry.RecipeEntry) -> dict:
+def _recipe_row(r: RecipeEntry) -> dict:
     return {"name": r.name, "backend": r.backend, "method": r.method, "calibration": r.calibration,
             "options": r.options, "description": r.description, "file": str(r.path)}
 

@@ -19,7 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from serbench import __version__, compress, provenance, runtime
+from serbench import __version__, provenance, runtime
+from serbench.artefacts import encoders
+from serbench.artefacts.cache import Artefact
+from serbench.artefacts.onnxruntime import ONNX_OUTPUT
 from serbench.errors import SerbenchError
 
 HEAD_OPSET_FALLBACK = 17
@@ -46,8 +49,8 @@ def head_graph(head, n_layers: int, dim: int, opset: int, ir_version: int):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(Head().eval(), (torch.zeros(1, n_layers, 7, dim),), buf,
-                          input_names=[compress.ONNX_OUTPUT], output_names=[runtime.OUTPUT_NAME],
-                          dynamic_axes={compress.ONNX_OUTPUT: {0: "batch", 2: "frames"},
+                          input_names=[ONNX_OUTPUT], output_names=[runtime.OUTPUT_NAME],
+                          dynamic_axes={ONNX_OUTPUT: {0: "batch", 2: "frames"},
                                         runtime.OUTPUT_NAME: {0: "batch"}},
                           opset_version=opset, do_constant_folding=True, dynamo=False)
     model = onnx.load_from_string(buf.getvalue())
@@ -100,7 +103,7 @@ def merged_graph(backbone_path: Path, head, n_layers: int, dim: int):
     opset = next((o.version for o in backbone.opset_import if o.domain in ("", "ai.onnx")), HEAD_OPSET_FALLBACK)
     top = head_graph(head, n_layers, dim, opset, backbone.ir_version)
     out_name = "head/" + runtime.OUTPUT_NAME
-    merged = compose.merge_models(backbone, top, io_map=[(compress.ONNX_OUTPUT, compress.ONNX_OUTPUT)],
+    merged = compose.merge_models(backbone, top, io_map=[(ONNX_OUTPUT, ONNX_OUTPUT)],
                                   prefix2="head/", name="serbench-emotion",
                                   producer_name="serbench export", producer_version=__version__)
     for node in merged.graph.node:  # give the output its plain name back
@@ -115,11 +118,11 @@ def merged_graph(backbone_path: Path, head, n_layers: int, dim: int):
 # ---- checks and measurements --------------------------------------------------------------------
 
 
-def reference_probabilities(artefact: compress.Artefact, head, waves) -> np.ndarray:
+def reference_probabilities(artefact: Artefact, head, waves) -> np.ndarray:
     """Backbone artefact (as serbench evaluates it) + torch head: the numbers the export must give."""
     import torch
 
-    enc = compress.open_encoder(artefact, threads=1)
+    enc = encoders.open_encoder(artefact, threads=1)
     X = np.stack([enc.embed(w) for w in waves])
     with torch.no_grad():
         return torch.softmax(head(torch.from_numpy(X)), dim=-1).numpy()
@@ -134,7 +137,7 @@ def verification_waves(preprocess: dict, n: int = VERIFY_CLIPS) -> list[np.ndarr
     return [runtime.model_input(c[: int(s * runtime.SAMPLE_RATE)], preprocess) for c, s in zip(clips, lengths)]
 
 
-def verify(model_path: Path, artefact: compress.Artefact, head, preprocess: dict) -> dict:
+def verify(model_path: Path, artefact: Artefact, head, preprocess: dict) -> dict:
     """The merged graph against backbone artefact + torch head on :func:`verification_waves`; refuses a
     difference over ``VERIFY_TOLERANCE``, else returns the card's ``verification`` entry."""
     waves = verification_waves(preprocess)

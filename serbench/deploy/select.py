@@ -15,7 +15,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from serbench import backbones, compress, heads, registry, store
+from serbench import backbones, heads, registry, store
+from serbench.artefacts import cache, methods
+from serbench.entries import RecipeEntry
 from serbench.errors import SerbenchError
 
 
@@ -48,7 +50,7 @@ def weights_spec(prov: dict) -> str:
     raise SerbenchError(f"cannot rebuild weights of kind {kind!r} ({backbones.describe(prov)})")
 
 
-def _rebuild(run: dict, recipe: registry.RecipeEntry) -> compress.Artefact:
+def _rebuild(run: dict, recipe: RecipeEntry) -> cache.Artefact:
     cfg = run["config"]
     if run["mode"] != "probe":
         raise SerbenchError(f"run {run['id']} fine-tuned its backbone per fold and did not keep it, so no other "
@@ -63,7 +65,7 @@ def _rebuild(run: dict, recipe: registry.RecipeEntry) -> compress.Artefact:
         raise SerbenchError(f"registry entry {run['model']!r} ({entry.path}) changed since run {run['id']}; "
                             "cannot rebuild its backbone faithfully")
     spec = weights_spec(cfg["weights_source"])
-    art = compress.build(entry, recipe, spec)
+    art = cache.build(entry, recipe, spec)
     if {k: v for k, v in art.provenance["weights"].items() if k != "label"} != \
             {k: v for k, v in cfg["weights_source"].items() if k != "label"}:
         raise SerbenchError(f"the weights for {run['model']!r} are no longer the ones run {run['id']} used "
@@ -81,6 +83,11 @@ def resolve(db: store.Store, run_id: int, recipe: str | None, fold: int) -> dict
                               "finishes it")
     recipe = recipe or run["recipe"]
     registry.load_recipe(recipe)  # an unknown name fails here, with the registry's message
+    kind = backbones.KINDS[(run["config"].get("model_entry") or {}).get("kind", "transformers")]
+    if kind.weight_free:
+        raise SerbenchError(f"cannot export model {run['model']!r} as one ONNX graph: it is a weight-free "
+                            f"{kind.name} model, run as built with no artefact, so nothing of it is an ONNX "
+                            "graph. Export a recipe with an ONNX form of a backbone with weights")
     note = None
     source = run
     if recipe != run["recipe"]:
@@ -96,8 +103,8 @@ def resolve(db: store.Store, run_id: int, recipe: str | None, fold: int) -> dict
     details = row["details"].iloc[0]
     if source["recipe"] == recipe:
         path = Path(details["artefact"])
-        if (path / compress.META).is_file():
-            art = compress.load(path)
+        if (path / cache.META).is_file():
+            art = cache.load(path)
         else:
             art = _rebuild(source, registry.load_recipe(recipe))
             if art.path != path:
@@ -113,13 +120,11 @@ def resolve(db: store.Store, run_id: int, recipe: str | None, fold: int) -> dict
     if not head.is_file():
         raise SerbenchError(f"{head}: the trained head of run {source['id']} fold {fold} is missing "
                             "(`serbench run` keeps heads beside the store, in <store>.runs/)")
-    if art.format != "onnx":
-        why = {"opensmile": "it is openSMILE's eGeMAPS feature extractor (a native binary), which has no "
-                            "ONNX form",
-               "inc-pt2e": "it is a torch PT2E graph run by torch.compile, not an ONNX graph"}.get(art.format, "")
-        raise SerbenchError(f"cannot export recipe {recipe!r} of model {run['model']!r} as one ONNX graph: {why}. "
-                            "Export an onnxruntime recipe (fp32, fp16, dynamic-int8, static-int8) of a "
-                            "transformers backbone")
+    if not art.method.onnx:  # what the recipe's method declares (serbench.artefacts.methods)
+        onnx = [f"{b}/{m.name}" for b, ms in methods.backends().items() for m in ms.values() if m.onnx]
+        raise SerbenchError(f"cannot export recipe {recipe!r} of model {run['model']!r} as one ONNX graph: its "
+                            f"method {art.method.backend}/{art.method.name} builds a {art.format!r} artefact, not "
+                            f"an ONNX graph. Export a recipe whose method has an ONNX form ({', '.join(onnx)})")
     return {"run": source, "asked_run": run_id, "recipe": recipe, "artefact": art, "head_path": head,
             "measured": measured, "note": note, "fold": fold, "details": details}
 

@@ -1,5 +1,6 @@
 """Export and every recipe on the tiny HuBERT: loadable artefacts, the right embedding shape, sane
-fidelity, calibration ids recorded, and a cache keyed by everything that changes the artefact."""
+fidelity, calibration ids recorded, a cache keyed by everything that changes the artefact, and
+the one table of methods that says what each recipe method is."""
 from __future__ import annotations
 
 import json
@@ -8,7 +9,8 @@ import numpy as np
 import pytest
 from _models import clips, save_tiny
 
-from serbench import backbones, compress, measure, registry
+from serbench import backbones, measure, registry
+from serbench.artefacts import cache, encoders, methods
 from serbench.errors import SerbenchError
 
 ORT_RECIPES = ["fp32", "fp16", "dynamic-int8", "static-int8"]
@@ -18,7 +20,7 @@ CAL_IDS = [f"train/utt{i}" for i in range(3)]
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     """tiny from a save_pretrained folder, its fp32 torch reference, and every ORT artefact."""
-    root = tmp_path_factory.mktemp("compress")
+    root = tmp_path_factory.mktemp("artefacts")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SERBENCH_HOME", str(root / "home"))
         entry = registry.load_model("tiny")
@@ -26,7 +28,7 @@ def setup(tmp_path_factory):
         cal = clips(3, seconds=1.0, seed=11)
         probe = clips(4, seconds=1.2, seed=12)
         ref = measure.embed_all(backbones.encoder(entry, model), probe)
-        arts = {r: compress.build(entry, registry.load_recipe(r), (model, prov), cal, CAL_IDS) for r in ORT_RECIPES}
+        arts = {r: cache.build(entry, registry.load_recipe(r), (model, prov), cal, CAL_IDS) for r in ORT_RECIPES}
         yield {"entry": entry, "model": model, "prov": prov, "cal": cal, "probe": probe, "ref": ref,
                "arts": arts, "home": root / "home"}
 
@@ -34,10 +36,10 @@ def setup(tmp_path_factory):
 @pytest.mark.parametrize("recipe", ORT_RECIPES)
 def test_each_recipe_gives_a_loadable_artefact_with_sane_fidelity(setup, recipe):
     art = setup["arts"][recipe]
-    loaded = compress.load(art.path)
+    loaded = cache.load(art.path)
     assert loaded.recipe == recipe and loaded.format == "onnx" and (art.path / art.file).is_file()
     assert loaded.provenance["weights"] == setup["prov"] and art.size_mb > 0
-    enc = compress.open_encoder(art.path, threads=1)
+    enc = encoders.open_encoder(art.path, threads=1)
     emb = measure.embed_all(enc, setup["probe"])
     assert emb.shape == (4, 3, 32) and emb.dtype == np.float32 and np.isfinite(emb).all()
     fid = measure.fidelity(setup["ref"], emb)
@@ -52,7 +54,7 @@ def test_sizes_follow_the_recipes(setup):
 
 
 def test_onnx_graph_has_dynamic_batch_and_time_and_all_hidden_states(setup):
-    enc = compress.open_encoder(setup["arts"]["fp32"])
+    enc = encoders.open_encoder(setup["arts"]["fp32"])
     for samples in (8000, 20000):
         out = enc.forward(np.zeros((2, samples), dtype=np.float32))
         assert out.shape[:2] == (2, 3) and out.shape[3] == 32
@@ -62,13 +64,13 @@ def test_onnx_graph_has_dynamic_batch_and_time_and_all_hidden_states(setup):
 def test_calibration_ids_are_recorded_and_only_for_calibrated_recipes(setup):
     assert setup["arts"]["static-int8"].provenance["calibration_ids"] == CAL_IDS
     assert setup["arts"]["dynamic-int8"].provenance["calibration_ids"] == []
-    meta = json.loads((setup["arts"]["static-int8"].path / compress.META).read_text())
+    meta = json.loads((setup["arts"]["static-int8"].path / cache.META).read_text())
     assert meta["provenance"]["calibration_ids"] == CAL_IDS
 
 
 def test_calibrated_recipe_without_calibration_fails_clearly(setup):
     with pytest.raises(SerbenchError, match="static-int8.*calibrat"):
-        compress.build(setup["entry"], registry.load_recipe("static-int8"), (setup["model"], setup["prov"]))
+        cache.build(setup["entry"], registry.load_recipe("static-int8"), (setup["model"], setup["prov"]))
 
 
 def test_cache_reuses_and_keys_on_calibration_and_weights(setup, monkeypatch):
@@ -76,14 +78,14 @@ def test_cache_reuses_and_keys_on_calibration_and_weights(setup, monkeypatch):
     entry, recipe = setup["entry"], registry.load_recipe("static-int8")
     art = setup["arts"]["static-int8"]
     stamp = (art.path / art.file).stat().st_mtime_ns
-    again = compress.build(entry, recipe, (setup["model"], setup["prov"]), setup["cal"], CAL_IDS)
+    again = cache.build(entry, recipe, (setup["model"], setup["prov"]), setup["cal"], CAL_IDS)
     assert again.path == art.path and (art.path / art.file).stat().st_mtime_ns == stamp
-    other_ids = compress.build(entry, recipe, (setup["model"], setup["prov"]), setup["cal"], ["a", "b", "c"])
+    other_ids = cache.build(entry, recipe, (setup["model"], setup["prov"]), setup["cal"], ["a", "b", "c"])
     assert other_ids.path != art.path
     # a weights spec (not a built model) hits the same cache entry without rebuilding
     spec = setup["prov"]["path"]
-    assert compress.build(entry, registry.load_recipe("fp32"), spec).path == setup["arts"]["fp32"].path
-    other_weights = compress.build(entry, registry.load_recipe("fp32"), "random:1")
+    assert cache.build(entry, registry.load_recipe("fp32"), spec).path == setup["arts"]["fp32"].path
+    other_weights = cache.build(entry, registry.load_recipe("fp32"), "random:1")
     assert other_weights.path != setup["arts"]["fp32"].path
     assert other_weights.provenance["weights"]["kind"] == "random"
 
@@ -95,7 +97,7 @@ def test_calibration_is_capped_by_the_recipe(setup, tmp_path, monkeypatch):
                                                   "options": {**registry.load_recipe("static-int8").options,
                                                               "max_calibration_clips": 2}})
     monkeypatch.setenv("SERBENCH_REGISTRY", str(tmp_path))
-    art = compress.build(setup["entry"], registry.load_recipe("static-2"), (setup["model"], setup["prov"]),
+    art = cache.build(setup["entry"], registry.load_recipe("static-2"), (setup["model"], setup["prov"]),
                          setup["cal"], CAL_IDS)
     assert art.provenance["calibration_ids"] == CAL_IDS[:2]
 
@@ -103,17 +105,21 @@ def test_calibration_is_capped_by_the_recipe(setup, tmp_path, monkeypatch):
 def test_size_counts_every_model_file_but_not_metadata(tmp_path):
     (tmp_path / "model.onnx").write_bytes(b"x" * 1000)
     (tmp_path / "model.onnx.data").write_bytes(b"x" * 500_000)
-    (tmp_path / compress.META).write_text("{}")
-    assert compress.folder_size_mb(tmp_path) == pytest.approx(0.501)
+    (tmp_path / cache.META).write_text("{}")
+    assert cache.folder_size_mb(tmp_path) == pytest.approx(0.501)
 
 
 def test_egemaps_has_only_the_fp32_recipe():
+    """A weight-free kind has no artefact: its encoder is used as built, under the reference recipe."""
     entry = registry.load_model("egemaps")
-    art = compress.build(entry, registry.load_recipe("fp32"), "hub")
-    assert art.format == "opensmile"
-    assert compress.open_encoder(art).embed(clips(1, seconds=1.0)[0]).shape == (1, 88)
+    assert entry.weight_free and backbones.kind(entry).weight_free
+    backbones.check_recipe(entry, registry.load_recipe("fp32"))   # the reference applies
+    enc, _ = backbones.build(entry, "hub")
+    assert backbones.encoder(entry, enc).embed(clips(1, seconds=1.0)[0]).shape == (1, 88)
     with pytest.raises(SerbenchError, match="weight-free"):
-        compress.build(entry, registry.load_recipe("static-int8"), "hub", clips(1), ["a"])
+        cache.build(entry, registry.load_recipe("static-int8"), "hub", clips(1), ["a"])
+    with pytest.raises(SerbenchError, match="weight-free"):
+        cache.build(entry, registry.load_recipe("fp32"), "hub")
 
 
 def test_inc_int8_builds_and_embeds_any_length(setup, monkeypatch):
@@ -124,14 +130,14 @@ def test_inc_int8_builds_and_embeds_any_length(setup, monkeypatch):
         import neural_compressor.torch.quantization  # noqa: F401
     except ImportError:
         with pytest.raises(SerbenchError, match="neural-compressor"):
-            compress.build(setup["entry"], registry.load_recipe("inc-int8"), (setup["model"], setup["prov"]),
+            cache.build(setup["entry"], registry.load_recipe("inc-int8"), (setup["model"], setup["prov"]),
                            setup["cal"], CAL_IDS)
         pytest.skip("neural-compressor's torch API is not installed: the recipe fails with a clear error")
-    art = compress.build(setup["entry"], registry.load_recipe("inc-int8"), (setup["model"], setup["prov"]),
+    art = cache.build(setup["entry"], registry.load_recipe("inc-int8"), (setup["model"], setup["prov"]),
                          setup["cal"], CAL_IDS)
     assert art.format == "inc-pt2e" and art.provenance["calibration_ids"] == CAL_IDS
     assert art.provenance["clip_samples"] == 128_000
-    enc = compress.open_encoder(art, threads=1)
+    enc = encoders.open_encoder(art, threads=1)
     short, long = setup["probe"][0], np.concatenate([setup["probe"][1]] * 8)  # 1.2 s and 9.6 s
     for wave in (short, long):
         out = enc.embed(wave)
@@ -181,7 +187,7 @@ def test_exclusion_pattern_that_matches_nothing_is_an_error(setup, tmp_path, mon
     write_entry(tmp_path, "recipes", "static-typo", {**base.content, "name": "static-typo", "options": options})
     monkeypatch.setenv("SERBENCH_REGISTRY", str(tmp_path))
     with pytest.raises(SerbenchError, match=r"static-typo.*\*/no_such/Conv.*matches no node of 'tiny'"):
-        compress.build(setup["entry"], registry.load_recipe("static-typo"), (setup["model"], setup["prov"]),
+        cache.build(setup["entry"], registry.load_recipe("static-typo"), (setup["model"], setup["prov"]),
                        setup["cal"], CAL_IDS)
 
 
@@ -207,13 +213,13 @@ def test_inc_int8_takes_the_conv_geometry_from_the_built_model(tmp_path, monkeyp
     entry = registry.load_model("tiny-default-conv")
     assert "conv_kernel" not in entry.config and "conv_stride" not in entry.config
     cal = clips(2, seconds=1.0, seed=11)
-    art = compress.build(entry, registry.load_recipe("inc-int8-short"), "random:0", cal, CAL_IDS[:2])
-    enc = compress.open_encoder(art.path, threads=1)
+    art = cache.build(entry, registry.load_recipe("inc-int8-short"), "random:0", cal, CAL_IDS[:2])
+    enc = encoders.open_encoder(art.path, threads=1)
     for wave in clips(2, seconds=0.7, seed=12) + clips(1, seconds=2.5, seed=13):  # padded, and windowed
         out = enc.embed(wave)
         assert out.shape == (3, 32) and np.isfinite(out).all()
-    assert compress.load(art.path).provenance["conv_kernel"] == list(default.conv_kernel)
-    assert compress.load(art.path).provenance["conv_stride"] == list(default.conv_stride)
+    assert cache.load(art.path).provenance["conv_kernel"] == list(default.conv_kernel)
+    assert cache.load(art.path).provenance["conv_stride"] == list(default.conv_stride)
 
 
 def test_onnxruntime_sessions_switch_native_telemetry_off(tmp_path, monkeypatch):
@@ -231,3 +237,26 @@ def test_onnxruntime_sessions_switch_native_telemetry_off(tmp_path, monkeypatch)
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "m.onnx")
     sess = runtime.session(tmp_path / "m.onnx", threads=1)
     assert calls and sess.get_session_options().intra_op_num_threads == 1
+
+
+def test_each_method_is_declared_once_with_what_the_rest_asks_of_it():
+    table = methods.backends()
+    assert {b: set(ms) for b, ms in table.items()} == {"onnxruntime": {"fp32", "fp16", "dynamic", "static"},
+                                                       "neural-compressor": {"static"}}
+    references = [m for ms in table.values() for m in ms.values() if m.reference]
+    assert [(m.backend, m.name) for m in references] == [("onnxruntime", "fp32")]
+    assert all(m.onnx == (m.format == "onnx") for ms in table.values() for m in ms.values())
+    assert {m.name for m in table["onnxruntime"].values() if m.calibrated} == {"static"}
+    assert table["neural-compressor"]["static"].calibrated
+    with pytest.raises(ValueError, match="twice"):
+        methods.register(table["onnxruntime"]["fp32"])
+
+
+def test_the_reference_is_chosen_by_method_not_by_name(tmp_path, monkeypatch):
+    from _models import write_entry
+
+    write_entry(tmp_path, "recipes", "plain", {"name": "plain", "backend": "onnxruntime", "method": "fp32"})
+    write_entry(tmp_path, "recipes", "fp32-ish", {"name": "fp32-ish", "backend": "onnxruntime", "method": "fp16"})
+    monkeypatch.setenv("SERBENCH_REGISTRY", str(tmp_path))
+    assert registry.load_recipe("plain").is_reference and not registry.load_recipe("fp32-ish").is_reference
+    assert registry.reference_recipe().is_reference

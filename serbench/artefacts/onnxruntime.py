@@ -1,0 +1,213 @@
+"""The onnxruntime backend: the network exported to ONNX, optionally quantised, run by onnxruntime.
+
+Its methods: ``fp32`` (the plain export: the uncompressed reference every other recipe is
+compared with), ``fp16`` (onnxruntime's float16 converter), ``dynamic`` and ``static`` int8
+(``onnxruntime.quantization``). Each is registered at the bottom of this module with the recipe
+options it understands, beside the function that builds it. Every artefact is one ONNX graph,
+waveform in and all hidden states stacked out, opened by :class:`OrtEncoder` (pooling is a plain
+mean over frames). onnxruntime, onnx and torch are imported inside the functions that use them:
+the registry reads this module's declarations to validate recipe files, and must stay fast.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from serbench import backbones, runtime
+from serbench.artefacts.cache import Artefact, fit
+from serbench.artefacts.methods import MAX_CALIBRATION_CLIPS, Method, register
+from serbench.entries import ModelEntry, RecipeEntry
+from serbench.errors import SerbenchError
+from serbench.schema import Field, positive, within
+
+ONNX_INPUT, ONNX_OUTPUT = "input_values", "hidden_states"
+# Option values are names that the methods look up in onnxruntime.quantization's QuantType /
+# QuantFormat / CalibrationMethod enums (QuantType[...]), so a misspelt name (QUint8) must fail when
+# the recipe is loaded, not as a KeyError in the middle of `bench`. Only the 8-bit QuantTypes: the
+# recipes are int8 ones (a test checks that these names exist in onnxruntime).
+QUANT_TYPES = ("QInt8", "QUInt8")
+QUANT_FORMATS = ("QDQ", "QOperator")
+CALIBRATE_METHODS = ("MinMax", "Entropy", "Percentile", "Distribution")
+
+
+def export_onnx(model_entry: ModelEntry, model, out: Path, opset: int = 17) -> None:
+    """fp32 ONNX with dynamic batch and time axes and one stacked all-hidden-states output.
+
+    The TorchScript exporter is used: the dynamo exporter needs onnxscript, and this graph (conv
+    stack + transformer) traces without data-dependent control flow.
+    """
+    import torch
+
+    net = backbones.stacked(model, model_entry.normalize)
+    dummy = torch.zeros(1, model_entry.sample_rate, dtype=torch.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (dummy,), str(out), input_names=[ONNX_INPUT], output_names=[ONNX_OUTPUT],
+                          dynamic_axes={ONNX_INPUT: {0: "batch", 1: "samples"},
+                                        ONNX_OUTPUT: {0: "batch", 2: "frames"}},
+                          opset_version=opset, do_constant_folding=True, dynamo=False)
+
+
+def _fp32(model_entry, recipe, model, clips, out: Path):
+    """The plain export: the reference (also the first step of every other method here)."""
+    export_onnx(model_entry, model, out / "model.onnx", recipe.options.get("opset", 17))
+    return "model.onnx", {}
+
+
+def _fp16(model_entry, recipe, model, clips, out: Path):
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    work = out / "_fp32.onnx"
+    export_onnx(model_entry, model, work, recipe.options.get("opset", 17))
+    half = convert_float_to_float16(onnx.load(str(work)), keep_io_types=recipe.options.get("keep_io_types", True))
+    onnx.save(half, str(out / "model.onnx"))
+    work.unlink()
+    return "model.onnx", {}
+
+
+def _preprocessed(model_entry, recipe, model, out: Path) -> Path:
+    """fp32 export + onnxruntime's recommended pre-processing (shape inference, graph folding)."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    raw, pre = out / "_fp32.onnx", out / "_pre.onnx"
+    export_onnx(model_entry, model, raw, recipe.options.get("opset", 17))
+    quant_pre_process(str(raw), str(pre), skip_symbolic_shape=True)
+    raw.unlink()
+    return pre
+
+
+def _dynamic(model_entry, recipe, model, clips, out: Path):
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    opts = recipe.options
+    pre = _preprocessed(model_entry, recipe, model, out)
+    quantize_dynamic(str(pre), str(out / "model.onnx"), weight_type=QuantType[opts.get("weight_type", "QInt8")],
+                     op_types_to_quantize=opts.get("op_types_to_quantize"),
+                     per_channel=opts.get("per_channel", False), reduce_range=opts.get("reduce_range", False))
+    pre.unlink()
+    return "model.onnx", {}
+
+
+def _activation_matmuls(graph) -> list[str]:
+    """MatMul nodes with no weight input (attention scores and context: activation x activation).
+
+    Quantising those adds a requantisation of every attention matrix and was measurably slower
+    than leaving them in float, for no size gain (they hold no weights).
+    """
+    weights = {init.name for init in graph.initializer}
+    return [n.name for n in graph.node if n.op_type == "MatMul" and not weights.intersection(n.input)]
+
+
+def _excluded_nodes(recipe: RecipeEntry, model_name: str, path: Path) -> list[str]:
+    """Names of the nodes a static recipe keeps in float.
+
+    ``nodes_to_exclude`` holds shell-style patterns (``fnmatch``) matched against node names, so
+    one recipe serves every model whose exporter names nodes alike (``*/conv_layers.0/conv/Conv``
+    is the first conv of any wav2vec2-family model). A pattern that matches nothing is an error:
+    a recipe that silently stops excluding what it says it excludes measures something else.
+    """
+    import fnmatch
+
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    names = [n.name for n in graph.node]
+    out = []
+    for pattern in recipe.options.get("nodes_to_exclude") or []:
+        hits = fnmatch.filter(names, pattern)
+        if not hits:
+            raise SerbenchError(f"recipe {recipe.name!r} ({recipe.path}): nodes_to_exclude pattern "
+                                f"{pattern!r} matches no node of {model_name!r}'s ONNX graph")
+        out += hits
+    if recipe.options.get("weight_matmuls_only"):
+        out += _activation_matmuls(graph)
+    return list(dict.fromkeys(out))
+
+
+def _static(model_entry, recipe, model, clips, out: Path):
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
+                                          QuantType, quantize_static)
+
+    class Reader(CalibrationDataReader):
+        """Feeds the calibration clips one at a time (batch 1, their own length)."""
+
+        def __init__(self):
+            self.it = iter(clips)
+
+        def get_next(self):
+            clip = next(self.it, None)
+            return None if clip is None else {ONNX_INPUT: clip[None]}
+
+    opts = recipe.options
+    if opts.get("calibrate_method", "MinMax") != "MinMax" and clips:
+        # histogram calibrators stack each tensor across clips, so clips must share one length:
+        # zero-pad to the longest (as the benchmark's 8 s clips are padded anyway)
+        longest = max(c.size for c in clips)
+        clips = [fit(c, longest) for c in clips]
+    extra = {}
+    if "calibrate_percentile" in opts:
+        extra["CalibPercentile"] = float(opts["calibrate_percentile"])
+    pre = _preprocessed(model_entry, recipe, model, out)
+    exclude = _excluded_nodes(recipe, model_entry.name, pre)
+    # Not CalibMaxIntermediateOutputs: onnxruntime 1.31 discards, rather than folds, the ranges
+    # collected before each flush. MinMax keeps only per-tensor extremes; the histogram methods
+    # keep activations, so recipes using them cap their clip count (max_calibration_clips).
+    kwargs = dict(quant_format=QuantFormat[opts.get("quant_format", "QDQ")],
+                  op_types_to_quantize=opts.get("op_types_to_quantize"),
+                  per_channel=opts.get("per_channel", False), reduce_range=opts.get("reduce_range", False),
+                  activation_type=QuantType[opts.get("activation_type", "QUInt8")],
+                  weight_type=QuantType[opts.get("weight_type", "QInt8")],
+                  calibrate_method=CalibrationMethod[opts.get("calibrate_method", "MinMax")],
+                  nodes_to_exclude=exclude or None, extra_options=extra)
+    with contextlib.redirect_stdout(io.StringIO()):  # the histogram calibrators print progress
+        quantize_static(str(pre), str(out / "model.onnx"), Reader(), **kwargs)
+    pre.unlink()
+    return "model.onnx", {}
+
+
+class OrtEncoder:
+    """An ONNX artefact run by onnxruntime on the CPU with a fixed, recorded thread count."""
+
+    def __init__(self, artefact: Artefact, threads: int | None = None):
+        self.threads = threads or runtime.default_threads()
+        self.session = runtime.session(artefact.path / artefact.file, self.threads)
+        self.sample_rate = artefact.provenance.get("model_entry", {}).get("sample_rate", 16_000)
+
+    def forward(self, batch: np.ndarray) -> np.ndarray:
+        """(batch, samples) -> (batch, layers, frames, dim)."""
+        return self.session.run([ONNX_OUTPUT], {ONNX_INPUT: np.asarray(batch, dtype=np.float32)})[0]
+
+    def embed(self, wave: np.ndarray) -> np.ndarray:
+        wave = backbones.check_wave(wave, self.sample_rate)
+        return self.forward(wave[None])[0].mean(axis=1).astype(np.float32)
+
+
+# ---- the methods, each with the recipe options it understands ---------------------------------
+
+OPSET = Field("opset", int, check=positive)
+WEIGHT_TYPE = Field("weight_type", str, choices=QUANT_TYPES)
+OP_TYPES = Field("op_types_to_quantize", list, items=str)
+PER_CHANNEL, REDUCE_RANGE = Field("per_channel", bool), Field("reduce_range", bool)
+
+
+def _method(name: str, options: tuple[Field, ...], build, **flags) -> Method:
+    return register(Method("onnxruntime", name, options, build, format="onnx", encoder=OrtEncoder, onnx=True,
+                           **flags))
+
+
+_method("fp32", (OPSET,), _fp32, reference=True)
+_method("fp16", (OPSET, Field("keep_io_types", bool)), _fp16)
+_method("dynamic", (OPSET, WEIGHT_TYPE, OP_TYPES, PER_CHANNEL, REDUCE_RANGE), _dynamic)
+_method("static", (OPSET, WEIGHT_TYPE, OP_TYPES, PER_CHANNEL, REDUCE_RANGE,
+                   Field("quant_format", str, choices=QUANT_FORMATS),
+                   Field("activation_type", str, choices=QUANT_TYPES),
+                   Field("calibrate_method", str, choices=CALIBRATE_METHODS),
+                   Field("calibrate_percentile", float, check=within(0, 100)),
+                   MAX_CALIBRATION_CLIPS,
+                   Field("nodes_to_exclude", list, items=str),
+                   Field("weight_matmuls_only", bool)), _static, calibrated=True)
