@@ -1,9 +1,10 @@
 """Protocols: which corpora train, validate and test, and how they are split, plus a leakage audit.
 
-A protocol is a data file (``protocols/<name>.yaml``); this module validates it and turns
-``{corpus name: Manifest}`` into a list of :class:`Fold` objects. Splits come from scikit-learn's
-splitters (LeaveOneGroupOut, StratifiedKFold, StratifiedGroupKFold, StratifiedShuffleSplit,
-GroupShuffleSplit), seeded, so a protocol plus a seed always gives the same folds.
+A protocol is a data file (``protocols/<name>.yaml``); this module finds and validates it, and
+:meth:`Protocol.folds` turns ``{corpus name: Manifest}`` into audited folds through
+:mod:`serbench.splits` (scikit-learn's LeaveOneGroupOut, StratifiedKFold, StratifiedGroupKFold,
+StratifiedShuffleSplit, GroupShuffleSplit), seeded, so a protocol plus a seed always gives the
+same folds.
 
 Three rules hold for every fold, whatever the file says:
 
@@ -41,18 +42,9 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import yaml
-from sklearn.model_selection import (
-    GroupShuffleSplit,
-    LeaveOneGroupOut,
-    StratifiedGroupKFold,
-    StratifiedKFold,
-    StratifiedShuffleSplit,
-)
 
-from serbench import labels, schema
+from serbench import labels, schema, splits
 from serbench.errors import SerbenchError
 from serbench.manifest import Manifest
 from serbench.paths import data_root, find_yaml, home, yaml_files
@@ -66,7 +58,6 @@ KINDS = {  # split kind -> units it accepts
     "cross-corpus": ("corpus",),
 }
 VALIDATION_METHODS = ("next-group", "holdout")
-PAIRS = (("train", "val"), ("train", "test"), ("val", "test"))
 # Every key a protocol file may have (serbench.schema rejects any other, naming it). Only keys
 # and plain types are declared here; the values' rules, many across fields, are in parse().
 _SPLIT = (Field("unit"), Field("kind"), Field("n_folds"), Field("test_fraction"))
@@ -76,38 +67,11 @@ _TOP = (Field("name", str, check=schema.non_empty), Field("description"), Field(
         Field("validation"), Field("seed"))
 
 
-def qualify(corpus: str, utt_id: str) -> str:
-    """The protocol-wide id of an utterance: ``corpus/utt_id``."""
-    return f"{corpus}/{utt_id}"
-
-
-def unqualify(key: str) -> tuple[str, str]:
-    """``"iemocap/Ses01F_impro01_F000"`` -> ``("iemocap", "Ses01F_impro01_F000")``."""
-    corpus, _, utt = key.partition("/")
-    return corpus, utt
-
-
 @dataclass(frozen=True)
 class Validation:
     method: str
     unit: str | None = None
     fraction: float | None = None
-
-
-@dataclass(frozen=True)
-class Fold:
-    """One train/validation/test split: qualified utterance ids (sorted) and its audit."""
-
-    index: int
-    name: str
-    train: tuple[str, ...]
-    val: tuple[str, ...]
-    test: tuple[str, ...]
-    audit: dict = field(compare=False)
-
-    def shared_speakers(self, a: str = "train", b: str = "test") -> int:
-        """How many speakers split ``a`` and split ``b`` have in common."""
-        return self.audit["shared_speakers"][f"{a}-{b}"]["count"]
 
 
 @dataclass(frozen=True)
@@ -165,215 +129,11 @@ class Protocol:
         out["corpora"] = list(self.corpora)
         return out
 
-    def folds(self, manifests: dict[str, Manifest], seed: int | None = None) -> list[Fold]:
-        """Split the manifests into audited folds; deterministic for a given ``seed`` (default:
-        the file's). Manifests the protocol does not name are ignored."""
-        seed = self.seed if seed is None else int(seed)
-        table = self._table(manifests)
-        classes = self._classes(manifests)
-        if self.kind == "cross-corpus":
-            pool = table[table["corpus"].isin(self.train)]
-            test = table.index[table["corpus"].isin(self.test)]
-            outer = [("+".join(self.test), pool.index, test, [])]
-        else:
-            pool = table[table["corpus"] == self.corpus]
-            outer = self._outer(pool, seed)
-        extra = table.index[table["corpus"].isin(self.train_only)]
-        folds = []
-        for k, (name, train_part, test_part, test_groups) in enumerate(outer):
-            train_part = pool.loc[train_part]
-            if self.validation.method == "next-group":
-                groups = sorted(pool[self.unit].unique())
-                val_group = groups[(groups.index(test_groups[0]) + 1) % len(groups)]
-                in_val = (train_part[self.unit] == val_group).to_numpy()
-                val_groups = [val_group]
-            else:
-                in_val, val_groups = self._carve(train_part, _derive(seed, k), name)
-            parts = {
-                "train": sorted(train_part.index[~in_val].tolist() + extra.tolist()),
-                "val": sorted(train_part.index[in_val].tolist()),
-                "test": sorted(test_part.tolist()),
-            }
-            audit = _audit(table, parts, classes)
-            audit["held_out"] = {"test": _plain(test_groups), "val": _plain(val_groups)}
-            fold = Fold(k, name, tuple(parts["train"]), tuple(parts["val"]), tuple(parts["test"]), audit)
-            self._check(fold)
-            folds.append(fold)
-        return folds
-
-    # -- internals ---------------------------------------------------------------------------
-
-    def _table(self, manifests: dict[str, Manifest]) -> pd.DataFrame:
-        roles = {c: "split" for c in ([self.corpus] if self.corpus else [])}
-        roles.update({c: "train" for c in self.train})
-        roles.update({c: "test" for c in self.test})
-        roles.update({c: "train-only" for c in self.train_only})
-        for c, role in roles.items():
-            m = manifests.get(c)
-            if m is None:
-                raise SerbenchError(
-                    f"protocol {self.name} needs corpus {c!r} (role: {role}) but it was not given; "
-                    f"given: {', '.join(sorted(manifests)) or 'none'}"
-                )
-            if m.corpus != c:
-                raise SerbenchError(f"protocol {self.name}: the manifest given as {c!r} is of corpus {m.corpus!r}")
-            want = self.label_maps.get(c)
-            if want is not None and m.label_map != want:
-                raise SerbenchError(
-                    f"protocol {self.name} needs {c} with label map {want!r}, but its manifest was "
-                    f"prepared with {m.label_map!r}"
-                )
-            if len(m) == 0:
-                raise SerbenchError(f"protocol {self.name}: corpus {c!r} has no usable utterances")
-        return utterance_table({c: manifests[c] for c in roles})
-
-    def _classes(self, manifests: dict[str, Manifest]) -> tuple[str, ...]:
-        sets = {c: tuple(manifests[c].classes) for c in self.corpora}
-        if len(set(sets.values())) > 1:
-            listed = "; ".join(f"{c}: {list(v)}" for c, v in sets.items())
-            raise SerbenchError(f"protocol {self.name}: corpora have different classes ({listed}); "
-                                "choose label maps that agree")
-        return next(iter(sets.values()))
-
-    def _groups(self, frame: pd.DataFrame, unit: str, what: str) -> np.ndarray | None:
-        if unit == "utterance":
-            return None
-        if unit == "session" and (frame["session"] == "").any():
-            raise SerbenchError(
-                f"protocol {self.name} splits {what} by session, but corpus "
-                f"{', '.join(sorted(frame.loc[frame['session'] == '', 'corpus'].unique()))} has "
-                "utterances without a session; use a speaker-based protocol (speaker-kfold, "
-                "leave-one-speaker-out)"
-            )
-        return frame[unit].to_numpy()
-
-    def _outer(self, pool: pd.DataFrame, seed: int) -> list[tuple[str, pd.Index, pd.Index, list]]:
-        y = pool["label"].to_numpy()
-        groups = self._groups(pool, self.unit, f"corpus {self.corpus}")
-        n_groups = len(set(groups)) if groups is not None else len(pool)
-        if self.kind == "leave-one-out":
-            if self.n_folds is not None and self.n_folds != n_groups:
-                raise SerbenchError(
-                    f"protocol {self.name} expects {self.n_folds} {self.unit}s in {self.corpus}, found "
-                    f"{n_groups}: {', '.join(map(str, _plain(sorted(set(groups)))))}"
-                )
-            splitter = LeaveOneGroupOut()
-        elif self.kind == "kfold":
-            if groups is not None and n_groups < self.n_folds:
-                raise SerbenchError(f"protocol {self.name}: {self.n_folds} folds need at least "
-                                    f"{self.n_folds} {self.unit}s, {self.corpus} has {n_groups}")
-            splitter = (StratifiedKFold(self.n_folds, shuffle=True, random_state=seed) if groups is None
-                        else StratifiedGroupKFold(self.n_folds, shuffle=True, random_state=seed))
-        else:  # holdout
-            splitter = (StratifiedShuffleSplit(1, test_size=self.test_fraction, random_state=seed)
-                        if groups is None
-                        else GroupShuffleSplit(1, test_size=self.test_fraction, random_state=seed))
-        try:
-            splits = list(splitter.split(np.zeros(len(pool)), y, groups))
-        except ValueError as exc:
-            raise SerbenchError(f"protocol {self.name}: cannot split {self.corpus}: {exc}") from exc
-        out = []
-        for k, (tr, te) in enumerate(splits):
-            test_groups = sorted(set(groups[te])) if groups is not None else []
-            if self.kind == "leave-one-out":
-                name = _unqualified(test_groups[0])
-            elif self.kind == "kfold":
-                name = f"fold {k + 1}/{self.n_folds}"
-            else:
-                name = "holdout"
-            out.append((name, pool.index[tr], pool.index[te], test_groups))
-        return out
-
-    def _carve(self, part: pd.DataFrame, seed: int, fold: str) -> tuple[np.ndarray, list]:
-        """Validation rows (a boolean mask over ``part``) held out of a fold's training part."""
-        v = self.validation
-        y = part["label"].to_numpy()
-        groups = self._groups(part, v.unit, "validation")
-        try:
-            if groups is None:
-                splitter = StratifiedShuffleSplit(1, test_size=v.fraction, random_state=seed)
-                _, val = next(splitter.split(np.zeros(len(part)), y))
-            else:
-                n_groups = len(set(groups))
-                if n_groups < 2:
-                    raise ValueError(f"the training part has only {n_groups} {v.unit}, cannot hold one out")
-                n_splits = int(min(max(round(1 / v.fraction), 2), n_groups))
-                splitter = StratifiedGroupKFold(n_splits, shuffle=True, random_state=seed)
-                _, val = next(splitter.split(np.zeros(len(part)), y, groups))
-        except ValueError as exc:
-            raise SerbenchError(f"protocol {self.name}, fold {fold}: cannot carve validation: {exc}") from exc
-        mask = np.zeros(len(part), dtype=bool)
-        mask[val] = True
-        return mask, (sorted(set(groups[val])) if groups is not None else [])
-
-    def _check(self, fold: Fold) -> None:
-        a = fold.audit
-        for part in ("train", "val", "test"):
-            if a["sizes"][part] == 0:
-                raise SerbenchError(f"protocol {self.name}, fold {fold.name}: the {part} split is empty")
-        ids = [set(fold.train), set(fold.val), set(fold.test)]
-        if ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2]:  # a bug here, never the data
-            raise AssertionError(f"fold {fold.name}: an utterance is in two splits")
-        if self.speaker_independent:
-            for pair in ("train-test", "val-test"):
-                shared = a["shared_speakers"][pair]
-                if shared["count"]:
-                    raise SerbenchError(
-                        f"protocol {self.name} is speaker-independent, but fold {fold.index} "
-                        f"({fold.name}) has speakers in both {pair.replace('-', ' and ')}: "
-                        f"{', '.join(shared['speakers'][:10])}; check the manifest's speaker and "
-                        f"{self.unit} columns (each speaker must belong to one {self.unit})"
-                    )
-
-
-def utterance_table(manifests: dict[str, Manifest]) -> pd.DataFrame:
-    """All utterances of ``manifests`` in one frame indexed by qualified id (``key``).
-
-    Columns: corpus, utt_id, speaker and session (both qualified by corpus; session ``""`` where
-    the corpus has none), gender, label. The trainer looks labels up here by fold ids.
-    """
-    frames = []
-    for name, m in manifests.items():
-        f = m.frame
-        frames.append(pd.DataFrame({
-            "key": [qualify(name, u) for u in f["utt_id"]],
-            "corpus": name,
-            "utt_id": f["utt_id"].to_numpy(),
-            "speaker": [qualify(name, s) for s in f["speaker"]],
-            "session": [qualify(name, s) if s else "" for s in f["session"]],
-            "gender": f["gender"].to_numpy(),
-            "label": f["label"].to_numpy(),
-        }))
-    return pd.concat(frames, ignore_index=True).set_index("key")
-
-
-def _audit(table: pd.DataFrame, parts: dict[str, list[str]], classes) -> dict:
-    rows = {p: table.loc[ids] for p, ids in parts.items()}
-    speakers = {p: set(r["speaker"]) for p, r in rows.items()}
-    return {
-        "sizes": {p: len(r) for p, r in rows.items()},
-        "classes": {p: {c: int((r["label"] == c).sum()) for c in classes} for p, r in rows.items()},
-        "corpora": {p: {k: int(v) for k, v in r["corpus"].value_counts().sort_index().items()}
-                    for p, r in rows.items()},
-        "speakers": {p: len(s) for p, s in speakers.items()},
-        "shared_speakers": {
-            f"{a}-{b}": {"count": len(speakers[a] & speakers[b]), "speakers": sorted(speakers[a] & speakers[b])}
-            for a, b in PAIRS
-        },
-    }
-
-
-def _derive(seed: int, fold: int) -> int:
-    """A per-fold seed for the validation carve, independent of the outer split's stream."""
-    return int(np.random.SeedSequence([seed, fold]).generate_state(1)[0])
-
-
-def _unqualified(group: str) -> str:
-    return unqualify(group)[1] if "/" in group else group
-
-
-def _plain(groups) -> list[str]:
-    return [str(g) for g in groups]
+    def folds(self, manifests: dict[str, Manifest], seed: int | None = None) -> list[splits.Fold]:
+        """Split the manifests into audited folds (:func:`serbench.splits.make_folds`);
+        deterministic for a given ``seed`` (default: the file's). Manifests the protocol does not
+        name are ignored."""
+        return splits.make_folds(self, manifests, seed)
 
 
 # -- loading ---------------------------------------------------------------------------------

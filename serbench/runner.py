@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from serbench import (atomic, audio, backbones, embed, heads, labels, metrics,
-                      protocols, provenance, registry, sources, stats, store, train)
+from serbench import (atomic, audio, backbones, embed, heads, labels, metrics, protocols, provenance, registry,
+                      sources, splits, stats, store, train)
 from serbench.artefacts import cache, encoders
 from serbench.entries import RecipeEntry
 from serbench.errors import SerbenchError
@@ -107,8 +107,8 @@ class Runner:
                 self.notes.append(f"{name}: {len(m.skipped)} file(s) skipped, not scored (see `serbench corpus "
                                   f"{name} {self.sources[name].path}` for each file and reason)")
         self.folds = self.protocol.folds(self.manifests, seed=self.seed)
-        self.table = protocols.utterance_table(self.manifests)
-        paths_by_key = {protocols.qualify(n, u): p for n, m in self.manifests.items()
+        self.table = splits.utterance_table(self.manifests)
+        paths_by_key = {splits.qualify(n, u): p for n, m in self.manifests.items()
                         for u, p in zip(m.frame["utt_id"], m.frame["path"])}
         self.table["path"] = [paths_by_key[k] for k in self.table.index]
         classes = {m.classes for m in self.manifests.values()}

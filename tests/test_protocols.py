@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from serbench import protocols
+from serbench import protocols, splits
 from serbench.errors import SerbenchError
 from serbench.manifest import Manifest
 
@@ -73,7 +73,7 @@ def test_unknown_protocol_lists_known():
 def test_loso_is_three_one_one_by_session(corpora):
     folds = protocols.load("loso").folds(corpora)
     assert [f.name for f in folds] == ["Ses01", "Ses02", "Ses03", "Ses04", "Ses05"]
-    table = protocols.utterance_table({"iemocap": corpora["iemocap"]})
+    table = splits.utterance_table({"iemocap": corpora["iemocap"]})
     for k, fold in enumerate(folds):
         sessions = {part: set(table.loc[list(getattr(fold, part)), "session"]) for part in ("train", "val", "test")}
         assert sessions["test"] == {f"iemocap/Ses0{k + 1}"}
@@ -103,7 +103,7 @@ def test_kfold_random_leaks_speakers_and_is_stratified(corpora):
     folds = p.folds(corpora)
     assert len(folds) == 5 and not p.speaker_independent
     tests = [set(f.test) for f in folds]
-    assert set().union(*tests) == set(protocols.utterance_table({"iemocap": corpora["iemocap"]}).index)
+    assert set().union(*tests) == set(splits.utterance_table({"iemocap": corpora["iemocap"]}).index)
     assert sum(map(len, tests)) == len(corpora["iemocap"])  # test sets partition the corpus
     for fold in folds:
         assert fold.shared_speakers() > 0
@@ -123,7 +123,7 @@ def test_splits_are_deterministic_given_seed(corpora):
 
 def test_speaker_kfold_keeps_speakers_disjoint(corpora):
     folds = protocols.load("speaker-kfold").folds(corpora)
-    table = protocols.utterance_table({"ravdess": corpora["ravdess"]})
+    table = splits.utterance_table({"ravdess": corpora["ravdess"]})
     test_speakers = []
     for fold in folds:
         for pair in ("train-val", "train-test", "val-test"):
