@@ -4,12 +4,13 @@ carved from training data only, and every fold audited for shared speakers.
 :mod:`serbench.protocols` says *what* a protocol file may say; this module is the one place that
 *splits*, so the no-leakage rules (validation never from test or train-only data, speaker
 independence checked on the data, not assumed from the file) live next to the code they guard.
-Splits are seeded: a protocol plus a seed always gives the same folds.
+Splits are seeded: a protocol plus a seed always gives the same folds. ``p`` below is a
+:class:`serbench.protocols.Protocol`; this module reads its fields and does not import it, so the
+file format depends on the splitting and never the other way round.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -23,9 +24,6 @@ from sklearn.model_selection import (
 
 from serbench.errors import SerbenchError
 from serbench.manifest import Manifest
-
-if TYPE_CHECKING:
-    from serbench.protocols import Protocol
 
 PAIRS = (("train", "val"), ("train", "test"), ("val", "test"))
 
@@ -57,7 +55,7 @@ class Fold:
         return self.audit["shared_speakers"][f"{a}-{b}"]["count"]
 
 
-def make_folds(p: Protocol, manifests: dict[str, Manifest], seed: int | None = None) -> list[Fold]:
+def make_folds(p, manifests: dict[str, Manifest], seed: int | None = None) -> list[Fold]:
     """Split the manifests into audited folds; deterministic for a given ``seed`` (default:
     the file's). Manifests the protocol does not name are ignored."""
     seed = p.seed if seed is None else int(seed)
@@ -95,7 +93,7 @@ def make_folds(p: Protocol, manifests: dict[str, Manifest], seed: int | None = N
 
 
 
-def _table(p: Protocol, manifests: dict[str, Manifest]) -> pd.DataFrame:
+def _table(p, manifests: dict[str, Manifest]) -> pd.DataFrame:
     roles = {c: "split" for c in ([p.corpus] if p.corpus else [])}
     roles.update({c: "train" for c in p.train})
     roles.update({c: "test" for c in p.test})
@@ -119,7 +117,7 @@ def _table(p: Protocol, manifests: dict[str, Manifest]) -> pd.DataFrame:
             raise SerbenchError(f"protocol {p.name}: corpus {c!r} has no usable utterances")
     return utterance_table({c: manifests[c] for c in roles})
 
-def _classes(p: Protocol, manifests: dict[str, Manifest]) -> tuple[str, ...]:
+def _classes(p, manifests: dict[str, Manifest]) -> tuple[str, ...]:
     sets = {c: tuple(manifests[c].classes) for c in p.corpora}
     if len(set(sets.values())) > 1:
         listed = "; ".join(f"{c}: {list(v)}" for c, v in sets.items())
@@ -127,7 +125,7 @@ def _classes(p: Protocol, manifests: dict[str, Manifest]) -> tuple[str, ...]:
                             "choose label maps that agree")
     return next(iter(sets.values()))
 
-def _groups(p: Protocol, frame: pd.DataFrame, unit: str, what: str) -> np.ndarray | None:
+def _groups(p, frame: pd.DataFrame, unit: str, what: str) -> np.ndarray | None:
     if unit == "utterance":
         return None
     if unit == "session" and (frame["session"] == "").any():
@@ -139,7 +137,7 @@ def _groups(p: Protocol, frame: pd.DataFrame, unit: str, what: str) -> np.ndarra
         )
     return frame[unit].to_numpy()
 
-def _outer(p: Protocol, pool: pd.DataFrame, seed: int) -> list[tuple[str, pd.Index, pd.Index, list]]:
+def _outer(p, pool: pd.DataFrame, seed: int) -> list[tuple[str, pd.Index, pd.Index, list]]:
     y = pool["label"].to_numpy()
     groups = _groups(p, pool, p.unit, f"corpus {p.corpus}")
     n_groups = len(set(groups)) if groups is not None else len(pool)
@@ -176,7 +174,7 @@ def _outer(p: Protocol, pool: pd.DataFrame, seed: int) -> list[tuple[str, pd.Ind
         out.append((name, pool.index[tr], pool.index[te], test_groups))
     return out
 
-def _carve(p: Protocol, part: pd.DataFrame, seed: int, fold: str) -> tuple[np.ndarray, list]:
+def _carve(p, part: pd.DataFrame, seed: int, fold: str) -> tuple[np.ndarray, list]:
     """Validation rows (a boolean mask over ``part``) held out of a fold's training part."""
     v = p.validation
     y = part["label"].to_numpy()
@@ -198,7 +196,7 @@ def _carve(p: Protocol, part: pd.DataFrame, seed: int, fold: str) -> tuple[np.nd
     mask[val] = True
     return mask, (sorted(set(groups[val])) if groups is not None else [])
 
-def _check(p: Protocol, fold: Fold) -> None:
+def _check(p, fold: Fold) -> None:
     a = fold.audit
     for part in ("train", "val", "test"):
         if a["sizes"][part] == 0:
