@@ -379,10 +379,8 @@ def provenance(entry: ModelEntry, weights: str | None = "hub") -> dict:
 
 
 def build(entry: ModelEntry, weights: str | None = "hub"):
-    """``(model, provenance)``: the backbone in eval mode and where its weights came from.
-
-    For a weight-free entry (eGeMAPS) the "model" is already its encoder (:class:`OpenSmileEncoder`).
-    """
+    """``(model, provenance)``: the backbone in eval mode (a weight-free kind's is already its
+    encoder, e.g. :class:`OpenSmileEncoder`) and where its weights came from."""
     prov = provenance(entry, weights)
     return kind(entry).build(entry, prov), prov
 

@@ -1,9 +1,9 @@
 """``serbench bench --model M --recipe R[,R...] [--weights W] [--json]``: measure recipes honestly.
 
 For each recipe: artefact size, latency of one 8.0 s clip at batch 1 (p50/p90, interleaved with
-the fp32 ONNX baseline measured in the same run), throughput, peak RSS, energy per clip and
-fidelity against the fp32 torch model on a fixed probe set. A recipe slower than fp32, or below
-the fidelity threshold, is flagged. Calibrated recipes calibrate on synthetic clips of a seed
+the reference recipe's fp32 ONNX artefact measured in the same run), throughput, peak RSS, energy
+per clip and fidelity against that artefact on a fixed probe set. A recipe slower than fp32, or
+below the fidelity threshold, is flagged. Calibrated recipes calibrate on synthetic clips of a seed
 disjoint from the probe set, and the clip ids are recorded.
 """
 from __future__ import annotations
@@ -71,6 +71,6 @@ def run(args) -> int:
     if result["random_weights"]:
         print("NOTE: RANDOM-INIT weights: sizes and speeds are real, fidelity is of a random network")
     print(table(result))
-    print(f"speed-up and size are ratios to the fp32 ONNX artefact timed in this run (interleaved); "
-          f"fidelity is against the fp32 torch model on {len(result['probe_ids'])} probe clips")
+    print(f"speed-up and size are ratios to the reference recipe {result['reference']!r} (its fp32 ONNX artefact, "
+          f"timed interleaved in this run); fidelity is against it on {len(result['probe_ids'])} probe clips")
     return 0
