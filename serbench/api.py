@@ -4,11 +4,17 @@
     df = serbench.run(model="egemaps", protocol="speaker-kfold", synthetic=True, home="/tmp/x")
     df[["recipe", "ua", "ua_ci_low", "ua_ci_high"]]
     serbench.results(home="/tmp/x")                     # every finished run in the store
+    rep = serbench.compare(home="/tmp/x", out="/tmp/x/report")      # rep.runs, rep.paired, ...
+    card = serbench.export(df.run_id[0], "/tmp/x/model", home="/tmp/x")
+    serbench.analyse("/tmp/x/model", ["note.ogg"])     # one row per file
 
-Each function takes ``home=`` (the SERBENCH_HOME of this call: caches, artefacts, synthetic
-corpora, the default store) and ``store=`` (the results database) instead of environment
-variables, and returns a pandas DataFrame. The command line (``serbench run``, ``bench``) calls
-these and only formats what they return.
+Each function that touches serbench's own files takes ``home=`` (the SERBENCH_HOME of this call:
+caches, artefacts, synthetic corpora, the default store) and ``store=`` (the results database)
+instead of environment variables, and returns a pandas DataFrame (``compare``: the report's
+tables; ``export``: the model card). ``analyse`` reads only an exported model folder, so it takes
+neither. The command line calls these (or, for ``serbench infer``, the runtime function that
+``analyse`` wraps, which a model folder also runs without serbench) and only formats what they
+return.
 """
 from __future__ import annotations
 
@@ -143,4 +149,61 @@ def bench(model: str, recipes=("fp32",), weights: str = "hub", *, home: str | Pa
         rows.append({**row, "model": result["model"], "weights": result["weights_label"]})
     df = pd.DataFrame(rows)
     df.attrs["result"] = result
+    return df
+
+
+def compare(store: str | Path | None = None, runs: list[int] | None = None, out: str | Path | None = None, *,
+            figures: bool = True, force: bool = False, home: str | Path | None = None):
+    """``serbench compare``: the report on stored runs, a :class:`serbench.report.Report` whose
+    tables are DataFrames (``runs`` with Pareto fronts, ``paired``, ``speakers``, ``leakage``,
+    ``cross``) and, with ``figures``, its plots. With ``out`` the report is also written there
+    (HTML, Markdown, CSV, plots; ``rep.files`` lists them); ``out`` must be new, empty or an
+    earlier report unless ``force``, and is checked before any work is done."""
+    from serbench import report
+    from serbench import store as store_mod
+    from serbench.runtable import open_store
+
+    with paths.using_home(home):
+        target = report.check_out(out, force) if out is not None else None
+        with open_store(Path(store) if store is not None else store_mod.default_path()) as db:
+            rep = report.build(db, runs, figures=figures or target is not None)
+        if target is not None:
+            report.write(rep, target, force=force)
+    return rep
+
+
+def export(run_id: int, out: str | Path, recipe: str | None = None, fold: int = 0, *,
+           store: str | Path | None = None, home: str | Path | None = None, force: bool = False,
+           measure_latency: bool = True, log=None) -> dict:
+    """``serbench export``: a stored run's model as a self-contained folder ``out`` (one ONNX
+    graph, labels, preprocessing, the standalone runtime, model card); returns the model card."""
+    from serbench import deploy
+
+    with paths.using_home(home):
+        return deploy.export(run_id, out, recipe=recipe, fold=fold, store_path=store, force=force,
+                             measure_latency=measure_latency, log=log or (lambda *_: None))
+
+
+ANALYSE_COLUMNS = ("file", "status", "emotion", "confidence", "duration_s", "speech_s", "windows", "message")
+
+
+def analyse(model_dir: str | Path, files, *, threads: int | None = None, **options) -> pd.DataFrame:
+    """``serbench infer``: the emotion of (long) audio files with an exported model folder, one row
+    per file (see :data:`ANALYSE_COLUMNS`; ``confidence`` is the averaged probability of the
+    emotion, and one ``p_<class>`` column per class follows). ``options`` are the fields of
+    :class:`serbench.runtime.Options` (``vad``, ``window``, ``hop``, ``min_speech``,
+    ``block_seconds``, ``vad_threshold``). A file that cannot be read gets ``status`` ``error``
+    and its reason in ``message``; ``df.attrs["doc"]`` is the full JSON document (timelines)."""
+    from serbench import runtime
+
+    files = [files] if isinstance(files, (str, Path)) else list(files)
+    doc, _ = runtime.analyse_files(model_dir, files, runtime.Options(**options), threads)
+    rows = []
+    for r in doc["results"]:
+        dist = r.get("distribution") or {}
+        row = {k: r.get(k) for k in ANALYSE_COLUMNS}
+        row["confidence"] = dist.get(r["emotion"]) if r.get("emotion") else None
+        rows.append({**row, **{f"p_{c}": dist.get(c) for c in doc["labels"]}})
+    df = pd.DataFrame(rows, columns=list(ANALYSE_COLUMNS) + [f"p_{c}" for c in doc["labels"]])
+    df.attrs["doc"] = doc
     return df

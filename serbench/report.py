@@ -56,6 +56,7 @@ class Report:
     figures: dict = field(default_factory=dict)  # file stem -> (title, Figure)
     paired: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=PAIRED_COLUMNS))
     speakers: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=SPEAKER_COLUMNS))
+    files: list[Path] = field(default_factory=list)  # what write() wrote, once written
 
 
 def build(db: Store, run_ids: list[int] | None = None, figures: bool = True) -> Report:
@@ -258,6 +259,7 @@ def write(rep: Report, out: str | Path, force: bool = False) -> list[Path]:
     for stale in sorted(set(old_files) - set(rel)):
         (out / stale).unlink(missing_ok=True)
     _write_marker(rep, out, rel, complete=True)
+    rep.files = written
     return written
 
 

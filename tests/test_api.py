@@ -43,3 +43,33 @@ def test_bench_returns_one_row_per_recipe(tmp_path):
     assert list(df["recipe"]) == ["fp32", "dynamic-int8"]
     assert {"size_mb", "latency_p50_ms", "fidelity_centered_cosine", "speedup_vs_fp32"} <= set(df.columns)
     assert (tmp_path / "h" / "artefacts").is_dir()
+
+
+def test_compare_export_and_analyse_from_python(tmp_path, monkeypatch):
+    import soundfile as sf
+
+    from serbench.synth import voice
+
+    monkeypatch.delenv("SERBENCH_HOME")
+    home = tmp_path / "h"
+    df = serbench.run("tiny", "production", "fp32", weights="random:0", synthetic=True, synthetic_size="tiny",
+                      measure=False, home=home)
+    rep = serbench.compare(home=home, out=tmp_path / "report", figures=False)
+    assert list(rep.runs["run_id"]) == list(df["run_id"]) and rep.runs.iloc[0]["ua"] == df.attrs["runs"][0]["ua"]["mean"]
+    assert (tmp_path / "report" / "runs.csv") in rep.files and (tmp_path / "report" / "index.html").is_file()
+    only_tables = serbench.compare(store=home / "results.sqlite", figures=False)
+    assert only_tables.files == [] and list(only_tables.runs["run_id"]) == list(rep.runs["run_id"])
+
+    card = serbench.export(int(df["run_id"][0]), tmp_path / "model", home=home, measure_latency=False)
+    assert card["run_id"] == int(df["run_id"][0]) and card["verification"]["max_abs_diff"] < 1e-3
+    assert "SERBENCH_HOME" not in os.environ
+
+    sr = 16000
+    sf.write(tmp_path / "note.wav", voice.probe_clips(1, seed=3, seconds=9.0)[0], sr)
+    out = serbench.analyse(tmp_path / "model", [tmp_path / "note.wav", tmp_path / "missing.wav"], vad=False)
+    ok, bad = out.iloc[0], out.iloc[1]
+    probs = [ok[f"p_{c}"] for c in card["classes"]]
+    timeline = out.attrs["doc"]["results"][0]["timeline"]
+    assert ok["status"] == "ok" and ok["windows"] == len(timeline) >= 1 and abs(sum(probs) - 1) < 1e-3
+    assert ok["confidence"] == max(probs) and ok["emotion"] == card["classes"][probs.index(max(probs))]
+    assert bad["status"] == "error" and "no such file" in bad["message"]

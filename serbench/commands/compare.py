@@ -33,14 +33,11 @@ def parse_ids(text: str | None) -> list[int] | None:
 
 
 def run(args) -> int:
-    from serbench import report, runtable, store
+    from serbench import api, report
 
-    ids = parse_ids(args.runs)
-    out = report.check_out(Path(args.out) if args.out else report.default_out(), args.force)  # before the work
-    with runtable.open_store(args.store or store.default_path()) as db:
-        rep = report.build(db, ids)
-    written = report.write(rep, out, force=args.force)
+    out = Path(args.out) if args.out else report.default_out()
+    rep = api.compare(args.store, parse_ids(args.runs), out=out, force=args.force)
     print(f"report on {len(rep.runs)} run(s) ({', '.join(map(str, rep.runs['run_id']))}) written to {out}:")
-    for path in written:
+    for path in rep.files:
         print(f"  {path}")
     return 0

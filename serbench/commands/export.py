@@ -22,12 +22,10 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from serbench import deploy, fmt
+    from serbench import api, fmt
 
-    quiet = args.json
-    card = deploy.export(args.run, args.out, recipe=args.recipe, fold=args.fold, store_path=args.store,
-                         force=args.force, measure_latency=not args.no_latency,
-                         log=(lambda *_: None) if quiet else print)
+    card = api.export(args.run, args.out, recipe=args.recipe, fold=args.fold, store=args.store, force=args.force,
+                      measure_latency=not args.no_latency, log=None if args.json else print)
     if args.json:
         print(json.dumps(card, indent=2, default=str))
         return 0
