@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
@@ -85,9 +84,8 @@ def main(argv=None) -> int:
         print(f"{data}: not a RAVDESS folder (no Actor_01/); give the corpus path", file=sys.stderr)
         return 2
     home = Path(args.home or tempfile.mkdtemp(prefix="serbench-real-ravdess-"))
-    os.environ["SERBENCH_HOME"] = str(home)   # before serbench reads it
 
-    from serbench import fmt
+    from serbench import fmt, paths
     from serbench.runner import Runner, RunSpec
 
     feats, rows, t_start = None, [], time.perf_counter()
@@ -95,9 +93,10 @@ def main(argv=None) -> int:
         for split in args.splits.split(","):
             spec = RunSpec(model="egemaps", protocol=split, corpus="ravdess", data={"ravdess": data},
                            label_maps={"ravdess": label_map}, head=args.head, measure=False)
-            runner = Runner(spec, store_path=home / "results.sqlite", progress=False, log=lambda *_: None)
             before, t0 = count_embeddings(home), time.perf_counter()
-            result = runner.run()[0]
+            with paths.using_home(home):   # the benchmark's own caches and store; the user's are untouched
+                runner = Runner(spec, store_path=home / "results.sqlite", progress=False, log=lambda *_: None)
+                result = runner.run()[0]
             seconds, computed = time.perf_counter() - t0, count_embeddings(home) - before
             if feats is None:
                 t1 = time.perf_counter()

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from datetime import datetime, timezone
@@ -110,21 +109,17 @@ def note_speakers(n: int, seed: int):
 
 def train_and_export(args, home: Path) -> Path:
     """A finished run in this benchmark's home (reused when its configuration matches), exported."""
-    from serbench import deploy, store
-    from serbench.runner import Runner, RunSpec
+    import serbench
 
     out = home / "exports" / f"{args.model}-{args.weights.replace(':', '')}-{args.size}-{args.recipe}"
     if (out / "model_card.json").is_file() and not args.retrain:
         return out
-    spec = RunSpec(model=args.model, protocol="production", recipes=(args.recipe,), weights=args.weights,
-                   synthetic=True, synthetic_size=args.size, seed=args.seed, measure=False)
     print(f"training: serbench run --model {args.model} --weights {args.weights} --protocol production "
           f"--synthetic --synthetic-size {args.size} --recipe {args.recipe} --seed {args.seed}", flush=True)
-    result = Runner(spec, progress=False, log=lambda *a: None).run()[0]
-    with store.Store() as db:
-        ua = db.run(result.run_id)["summary"]["ua"]["mean"]
-    print(f"  run {result.run_id}: test UA {100 * ua:.1f} %", flush=True)
-    deploy.export(result.run_id, out, force=True, log=lambda *a: None)
+    run = serbench.run(args.model, "production", args.recipe, weights=args.weights, synthetic=True,
+                       synthetic_size=args.size, seed=args.seed, measure=False, home=home).iloc[0]
+    print(f"  run {run['run_id']}: test UA {100 * run['ua']:.1f} % (pooled)", flush=True)
+    serbench.export(int(run["run_id"]), out, force=True, home=home)
     return out
 
 
@@ -185,7 +180,6 @@ def main(argv=None) -> int:
 
     home = Path(args.home) if args.home else paths.home() / "benchmarks" / "vad_notes"
     home.mkdir(parents=True, exist_ok=True)
-    os.environ["SERBENCH_HOME"] = str(home)
     from serbench import runtime
 
     t0 = time.perf_counter()

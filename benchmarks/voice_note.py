@@ -30,19 +30,18 @@ from vad_notes import CLASSES, SR, make_note, note_speakers  # noqa: E402
 
 
 def exports(args, home: Path) -> dict[str, Path]:
-    from serbench import deploy
-    from serbench.runner import Runner, RunSpec
+    import serbench
 
     recipes = tuple(r.strip() for r in args.recipes.split(","))
     out = {r: home / "exports" / f"{args.model}-{r}" for r in recipes}
     if all((p / "model_card.json").is_file() for p in out.values()):
         return out
-    spec = RunSpec(model=args.model, protocol="production", recipes=recipes, weights=args.weights,
-                   synthetic=True, synthetic_size="tiny", measure=False)
     print(f"training + compressing: serbench run --model {args.model} --weights {args.weights} "
           f"--protocol production --synthetic --synthetic-size tiny --recipe {args.recipes}", flush=True)
-    for r in Runner(spec, progress=False, log=lambda *a: None).run():
-        deploy.export(r.run_id, out[r.recipe], force=True, log=lambda *a: None)
+    df = serbench.run(args.model, "production", recipes, weights=args.weights, synthetic=True,
+                      synthetic_size="tiny", measure=False, home=home)
+    for run_id, recipe in zip(df["run_id"], df["recipe"]):
+        serbench.export(int(run_id), out[recipe], force=True, home=home)
     return out
 
 
@@ -84,7 +83,6 @@ def main(argv=None) -> int:
 
     home = Path(args.home) if args.home else paths.home() / "benchmarks" / "voice_note"
     home.mkdir(parents=True, exist_ok=True)
-    os.environ["SERBENCH_HOME"] = str(home)
     from serbench import provenance, runtime
 
     dirs = exports(args, home)
