@@ -85,5 +85,7 @@ def bench(model: str, recipes: list[str], weights: str = "hub", *, runs: int = 2
     return {"model": entry.name, "weights": prov, "weights_label": backbones.describe(prov),
             "random_weights": backbones.is_random(prov), "threads": threads, "machine": measure.machine(),
             "clip_seconds": measure.CLIP_SECONDS, "batch": 1, "min_fidelity": min_fidelity,
-            "reference": ref.name, "fidelity_reference": f"{ref.name} artefact ({ref.backend}/{ref.method})",
+            "reference": ref.name,
+            "fidelity_reference": (f"{ref.name}: the weight-free encoder as built, no artefact" if entry.weight_free
+                                   else f"the {ref.name} ONNX artefact ({ref.backend}/{ref.method})"),
             "probe_ids": probe_ids, "calibration_offered": len(cal_ids), "rows": [rows[r.name] for r in recs]}

@@ -143,7 +143,7 @@ def test_bench_compares_with_the_reference_by_method_and_names_it(tmp_path, monk
     monkeypatch.setenv("SERBENCH_HOME", str(tmp_path / "home"))
     res = bench("tiny", ["dynamic-int8", "plain"], "random:4", runs=1, warmup=0, threads=1, probe=2,
                 energy=False, rss=False)
-    assert res["reference"] == "plain" and "plain" in res["fidelity_reference"]
+    assert res["reference"] == "plain" and "plain ONNX artefact" in res["fidelity_reference"]
     rows = {r["recipe"]: r for r in res["rows"]}
     assert list(rows) == ["plain", "dynamic-int8"]
     assert rows["plain"]["fidelity"]["centered_cosine"] == pytest.approx(1.0)

@@ -188,6 +188,11 @@ def test_arguments_are_checked_before_any_corpus_is_touched():
         Runner(RunSpec(model="egemaps", protocol="loso", weights="random"))
 
 
+def test_a_weight_free_model_takes_only_the_reference_recipe():
+    with pytest.raises(SerbenchError, match=r"weight-free.*'static-int8'.*only the reference recipe"):
+        Runner(RunSpec(model="egemaps", protocol="loso", recipes=("fp32", "static-int8")))
+
+
 def test_skipped_files_and_an_empty_resume_are_said_and_kept(synthetic, tmp_path, capsys):
     import shutil
 

@@ -71,6 +71,6 @@ def run(args) -> int:
     if result["random_weights"]:
         print("NOTE: RANDOM-INIT weights: sizes and speeds are real, fidelity is of a random network")
     print(table(result))
-    print(f"speed-up and size are ratios to the reference recipe {result['reference']!r} (its fp32 ONNX artefact, "
-          f"timed interleaved in this run); fidelity is against it on {len(result['probe_ids'])} probe clips")
+    print(f"speed-up and size are ratios to the reference recipe {result['reference']!r}, timed interleaved in "
+          f"this run; fidelity is against {result['fidelity_reference']} on {len(result['probe_ids'])} probe clips")
     return 0
