@@ -45,8 +45,9 @@ def preprocess(wave: np.ndarray, cfg: dict) -> tuple[np.ndarray, int]:
     if n is not None:
         y = y[:n]
     if cfg.get("preemphasis") is not None and y.size:
-        a = float(cfg["preemphasis"])
-        y = np.concatenate([y[:1], y[1:] - np.float32(a) * y[:-1]]).astype(np.float32)
+        a = float(cfg["preemphasis"])   # in float64, then rounded: bit for bit scipy.signal.lfilter([1, -a], [1], y)
+        x = y.astype(np.float64)
+        y = np.concatenate([x[:1], x[1:] - a * x[:-1]]).astype(np.float32)
     if cfg.get("peak") is not None and y.size:
         top = float(np.max(np.abs(y)))
         if top > 0:
