@@ -204,6 +204,16 @@ def test_a_linear_head_exports_into_the_same_graph(shared_home, tmp_path):
     np.testing.assert_allclose(_graph_probs(out, waves), ref, atol=1e-5)
 
 
+def test_a_weight_free_run_is_refused_and_nothing_is_written(shared_home, tmp_path):
+    """eGeMAPS is openSMILE run as built: no artefact, no ONNX graph to ship."""
+    spec = RunSpec(model="egemaps", protocol="production", corpus="ravdess", synthetic=True, synthetic_size="tiny",
+                   measure=False)
+    (res,) = Runner(spec, progress=False, log=lambda *a: None).run()
+    with pytest.raises(SerbenchError, match="weight-free opensmile model"):
+        deploy.export(res.run_id, tmp_path / "egemaps", log=lambda *a: None, measure_latency=False)
+    assert not (tmp_path / "egemaps").exists() or not any((tmp_path / "egemaps").iterdir())
+
+
 def test_export_refuses_a_missing_store_and_an_unfinished_run(tmp_path, capsys):
     missing = tmp_path / "nonexistent.sqlite"
     assert main(["export", "--run", "1", "--store", str(missing), str(tmp_path / "m")]) == 2
