@@ -180,7 +180,7 @@ def export(run_id: int, out: str | Path, recipe: str | None = None, fold: int = 
     from serbench import deploy
 
     with paths.using_home(home):
-        return deploy.export(run_id, out, recipe=recipe, fold=fold, store_path=store, force=force,
+        return deploy.export(int(run_id), out, recipe=recipe, fold=fold, store_path=store, force=force,
                              measure_latency=measure_latency, log=log or (lambda *_: None))
 
 
