@@ -11,6 +11,8 @@ the compression backends (:mod:`serbench.artefacts.methods`). Nothing here lists
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 from serbench import backbones, schema
 from serbench.artefacts import methods
 from serbench.entries import ModelEntry, RecipeEntry

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-import pytest
 
 from serbench import metrics, stats
 from serbench.store import Store
@@ -111,8 +110,7 @@ def speaker_statistics(db: Store, rid: int, speakers: int, classes, reference: i
     return out
 
 
-@pytest.fixture()
-def hand(tmp_path) -> SimpleNamespace:
+def hand_store(tmp_path) -> SimpleNamespace:
     """A hand-made store: a real-data hub model under three recipes, a weight-free baseline, a
     random-split run, a cross-corpus run, a synthetic random-init run, plus an older and a failed
     run that the default selection must skip. The three recipes of the hub model (A, B, C) carry

@@ -23,4 +23,12 @@ def synthetic(tmp_path_factory) -> dict:
     return synth.write_all(out, seed=0, size="tiny", progress=False)
 
 
+@pytest.fixture()
+def hand(tmp_path):
+    """The hand-made results store of tests/_runs.py (report, run table and statistics tests)."""
+    from _runs import hand_store
+
+    return hand_store(tmp_path)
+
+
 os.environ.setdefault("TQDM_DISABLE", "1")

@@ -433,7 +433,7 @@ def test_full_disk_while_building_an_artefact_is_named_and_leaves_nothing(tmp_pa
     with pytest.raises(SerbenchError) as err:
         cache.build(entry, recipe, "random:0")
     msg = str(err.value)
-    assert f"cannot write artefact tiny--fp32--" in msg and "no space left" in msg and str(root) in msg
+    assert "cannot write artefact tiny--fp32--" in msg and "no space left" in msg and str(root) in msg
     assert not _leftovers(root) and not [p for p in root.iterdir() if p.name.startswith(".")]
     disk["on"] = False
     art = cache.build(entry, recipe, "random:0")

@@ -17,7 +17,7 @@ from types import SimpleNamespace
 
 import pandas as pd
 import pytest
-from _runs import CLASSES_8, hand, write_run  # noqa: F401  (hand: the shared fixture)
+from _runs import CLASSES_8, write_run
 
 from serbench import report, runtable
 from serbench.cli import main

@@ -14,7 +14,7 @@ import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.container import ErrorbarContainer
 from statsmodels.stats.contingency_tables import mcnemar as sm_mcnemar
-from _runs import CLASSES, hand, speaker_of, write_run  # noqa: F401  (hand: the shared fixture)
+from _runs import CLASSES, speaker_of, write_run
 
 from serbench import fmt, plots, report, runtable, stats, views
 from serbench.cli import main

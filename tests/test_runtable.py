@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from _runs import CLASSES, hand, write_run  # noqa: F401  (hand: the shared fixture)
+from _runs import CLASSES, write_run
 
 from serbench import report, runtable
 from serbench.store import Store
