@@ -135,7 +135,9 @@ def results(store: str | Path | None = None, runs: list[int] | None = None, *,
 def bench(model: str, recipes=("fp32",), weights: str = "hub", *, home: str | Path | None = None,
           **options) -> pd.DataFrame:
     """``serbench bench``: one row per recipe (fp32 included) with size, latency, speed-up,
-    throughput, memory, energy, fidelity and flags; ``df.attrs["result"]`` is the full record."""
+    throughput, memory, energy, fidelity and flags; ``probe`` says what fidelity was measured on
+    (``probe_data="NAME=PATH"`` among ``options`` measures it on that corpus, see
+    :func:`serbench.recipe_bench.bench`); ``df.attrs["result"]`` is the full record."""
     from serbench.recipe_bench import bench as measure_recipes
 
     recipes = [recipes] if isinstance(recipes, str) else list(recipes)
@@ -146,7 +148,8 @@ def bench(model: str, recipes=("fp32",), weights: str = "hub", *, home: str | Pa
         row = {}
         for k, v in rec.items():   # nested measurements (latency, fidelity, energy, memory) one level flat
             row.update({f"{k}_{kk}": vv for kk, vv in v.items()} if isinstance(v, dict) else {k: v})
-        rows.append({**row, "model": result["model"], "weights": result["weights_label"]})
+        rows.append({**row, "model": result["model"], "weights": result["weights_label"],
+                     "probe": result["probe"]["description"]})
     df = pd.DataFrame(rows)
     df.attrs["result"] = result
     return df

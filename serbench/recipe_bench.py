@@ -5,10 +5,14 @@ recipe with that method, else the registry's (:func:`serbench.registry.reference
 result names it (``reference``). For each recipe: artefact size, latency of one 8.0 s clip at
 batch 1 (p50/p90, interleaved with the reference's in the same run, so the ratios hold on a shared
 machine), throughput, peak RSS, energy per clip and fidelity against the reference's embeddings of
-a fixed probe set (the one fidelity reference ``serbench run`` uses too). A recipe slower than the
-reference, or below the fidelity threshold, is flagged (:func:`serbench.measure.flags`). Calibrated
-recipes calibrate on synthetic clips of a seed disjoint from the probe set, and the clip ids are
-recorded. A weight-free model is measured under the reference recipe alone, its encoder as built.
+a probe set (the one fidelity reference ``serbench run`` uses too). A recipe slower than the
+reference, or below the fidelity threshold, is flagged (:func:`serbench.measure.flags`). The probe
+set and the calibration clips come from :mod:`serbench.probe_sets`: synthetic clips of two
+disjoint seeds by default, or with ``probe_data="NAME=PATH"`` real utterances of that corpus,
+probe and calibration speakers disjoint; ``probe`` in the result says which, and the calibration
+ids are recorded. Latency is always timed on the same synthetic 8.0 s clip, so speeds stay
+comparable whatever the probe set. A weight-free model is measured under the reference recipe
+alone, its encoder as built.
 The command line (:mod:`serbench.commands.bench`) and :func:`serbench.api.bench` both call
 :func:`bench`; this module holds no formatting.
 """
@@ -16,7 +20,7 @@ from __future__ import annotations
 
 import time
 
-from serbench import backbones, measure, registry, runtime
+from serbench import backbones, measure, probe_sets, registry, runtime
 from serbench.artefacts import cache, encoders
 from serbench.errors import SerbenchError
 
@@ -24,8 +28,15 @@ from serbench.errors import SerbenchError
 def bench(model: str, recipes: list[str], weights: str = "hub", *, runs: int = 20, warmup: int = 3,
           threads: int | None = None, probe: int = 16, calibration: int = 32, country: str = "USA",
           energy: bool = True, rss: bool = True, min_fidelity: float = 0.95,
-          slower_tolerance: float = 0.05, log=lambda msg: None) -> dict:
-    """Measure ``recipes`` (plus the reference recipe) on ``model``; plain data out."""
+          slower_tolerance: float = 0.05, probe_data: str | None = None, seed: int = 0,
+          log=lambda msg: None) -> dict:
+    """Measure ``recipes`` (plus the reference recipe) on ``model``; plain data out.
+
+    ``probe_data`` (``"NAME=PATH"``, a corpus recipe's name and folder) measures fidelity on up to
+    ``probe`` utterances of that corpus and calibrates on up to ``calibration`` utterances of other
+    speakers, drawn with ``seed`` (:func:`serbench.probe_sets.from_corpus`); without it both are
+    synthetic. ``notes`` in the result are what the user must be told (skipped files).
+    """
     if probe < 2:
         raise SerbenchError("--probe must be at least 2 (centred cosine needs a mean)")
     entry = registry.load_model(model)
@@ -34,12 +45,15 @@ def bench(model: str, recipes: list[str], weights: str = "hub", *, runs: int = 2
     recs = [ref] + [r for r in asked if r.name != ref.name]
     for r in recs:
         backbones.check_recipe(entry, r)
+    offered = calibration if any(r.calibration for r in recs) else 0
+    pset = (probe_sets.from_corpus(probe_data, entry, probe, offered, seed) if probe_data
+            else probe_sets.synthetic(probe, offered))
     threads = threads or runtime.default_threads()
     net, prov = backbones.build(entry, weights)
     log(f"{entry.name}: weights {backbones.describe(prov)}; {threads} threads; reference recipe {ref.name}")
-    probe_waves, probe_ids = measure.clips(probe, measure.PROBE_SEED)
-    cal_waves, cal_ids = (measure.clips(calibration, measure.CALIBRATION_SEED)
-                          if any(r.calibration for r in recs) else ([], []))
+    log(pset.description)
+    probe_waves, probe_ids = pset.probe, pset.probe_ids
+    cal_waves, cal_ids = pset.calibration, pset.calibration_ids
     rows, opened, embedded, targets = {}, {}, {}, {}
     for r in recs:
         row = rows[r.name] = {"recipe": r.name, "backend": r.backend, "method": r.method}
@@ -65,7 +79,7 @@ def bench(model: str, recipes: list[str], weights: str = "hub", *, runs: int = 2
                                     f"with: {exc}") from exc
             row["error"] = str(exc)
             log(f"  {r.name}: FAILED: {exc}")
-    clip = probe_waves[0]
+    clip = measure.clips(1, measure.PROBE_SEED)[0][0]   # the synthetic probe set's first clip
     log(f"timing {len(opened)} encoders interleaved: {warmup} warm-up + {runs} runs each")
     timings = measure.latency({n: (lambda e=e: e.embed(clip)) for n, e in opened.items()}, runs, warmup)
     base = timings[ref.name]
@@ -88,4 +102,5 @@ def bench(model: str, recipes: list[str], weights: str = "hub", *, runs: int = 2
             "reference": ref.name,
             "fidelity_reference": (f"{ref.name}: the weight-free encoder as built, no artefact" if entry.weight_free
                                    else f"the {ref.name} ONNX artefact ({ref.backend}/{ref.method})"),
-            "probe_ids": probe_ids, "calibration_offered": len(cal_ids), "rows": [rows[r.name] for r in recs]}
+            "probe": pset.source, "probe_ids": probe_ids, "calibration_offered": len(cal_ids),
+            "notes": list(pset.notes), "rows": [rows[r.name] for r in recs]}

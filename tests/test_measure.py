@@ -91,9 +91,11 @@ def test_bench_labels_random_weights_and_flags(capsys):
     assert list(rows) == ["fp32", "dynamic-int8"] and res["threads"] == 1
     assert rows["fp32"]["speedup_vs_fp32"] == 1.0 and rows["fp32"]["fidelity"]["centered_cosine"] > 0.9999
     assert rows["dynamic-int8"]["latency"]["runs"] == 2 and isinstance(rows["dynamic-int8"]["flags"], list)
+    assert res["probe"]["kind"] == "synthetic" and res["probe_ids"] == measure.clips(2, measure.PROBE_SEED)[1]
+    assert res["calibration_offered"] == 0 and res["notes"] == []   # nothing calibrated, nothing skipped
     assert main(argv + ["--min-fidelity", "1.01"]) == 0
     out = capsys.readouterr().out
-    assert "RANDOM-INIT" in out and "LOW-FIDELITY" in out
+    assert "RANDOM-INIT" in out and "LOW-FIDELITY" in out and "probe: synthetic, 2 clips (seed 0)" in out
 
 
 def test_for_run_measures_an_artefact_flat(tiny_fp32, monkeypatch):

@@ -2,17 +2,20 @@
 
 For each recipe: artefact size, latency of one 8.0 s clip at batch 1 (p50/p90, interleaved with
 the reference recipe's fp32 ONNX artefact measured in the same run), throughput, peak RSS, energy
-per clip and fidelity against that artefact on a fixed probe set. A recipe slower than fp32, or
-below the fidelity threshold, is flagged. Calibrated recipes calibrate on synthetic clips of a seed
-disjoint from the probe set, and the clip ids are recorded.
+per clip and fidelity against that artefact on a probe set. A recipe slower than fp32, or below
+the fidelity threshold, is flagged. The probe set and the calibration clips are synthetic (two
+disjoint seeds), or with ``--probe-data NAME=PATH`` real utterances of that corpus, probe and
+calibration speakers disjoint (:mod:`serbench.probe_sets`); the output says which, and the
+calibration ids are recorded.
 """
 from __future__ import annotations
 
 import json
+import sys
 
 from tabulate import tabulate
 
-from serbench import fmt
+from serbench import corpora, fmt
 from serbench.recipe_bench import bench
 
 
@@ -28,6 +31,11 @@ def register(sub) -> None:
     p.add_argument("--threads", type=int, help="CPU threads for inference (default: all usable cores)")
     p.add_argument("--probe", type=int, default=16, help="fidelity probe clips (default 16)")
     p.add_argument("--calibration", type=int, default=32, help="calibration clips offered (default 32)")
+    p.add_argument("--probe-data", metavar="NAME=PATH",
+                   help=f"measure fidelity on real utterances of this corpus (NAME: {', '.join(corpora.RECIPES)}; "
+                        "PATH in its distributed layout) and calibrate on other speakers of it")
+    p.add_argument("--seed", type=int, default=0,
+                   help="with --probe-data: seed of the speaker split and of the clips drawn (default 0)")
     p.add_argument("--country", default="USA", help="ISO-3 country for codecarbon's energy mix (default USA)")
     p.add_argument("--no-energy", action="store_true", help="skip the codecarbon energy measurement")
     p.add_argument("--no-rss", action="store_true", help="skip the peak-memory child process")
@@ -61,8 +69,10 @@ def run(args) -> int:
     result = bench(args.model, recipes, args.weights, runs=args.runs, warmup=args.warmup, threads=args.threads,
                    probe=args.probe, calibration=args.calibration, country=args.country,
                    energy=not args.no_energy, rss=not args.no_rss, min_fidelity=args.min_fidelity,
-                   slower_tolerance=args.slower_tolerance,
+                   slower_tolerance=args.slower_tolerance, probe_data=args.probe_data, seed=args.seed,
                    log=(lambda m: None) if args.json else print)
+    for note in result["notes"]:   # skipped files: on stderr, so --json users see them too
+        print(f"note: {note}", file=sys.stderr)
     if args.json:
         print(json.dumps(result, indent=2, default=str))
         return 0
@@ -72,5 +82,6 @@ def run(args) -> int:
         print("NOTE: RANDOM-INIT weights: sizes and speeds are real, fidelity is of a random network")
     print(table(result))
     print(f"speed-up and size are ratios to the reference recipe {result['reference']!r}, timed interleaved in "
-          f"this run; fidelity is against {result['fidelity_reference']} on {len(result['probe_ids'])} probe clips")
+          f"this run; fidelity is against {result['fidelity_reference']}")
+    print(result["probe"]["description"])
     return 0
