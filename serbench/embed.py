@@ -11,12 +11,12 @@ temporary file left.
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import json
 import os
 import sqlite3
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing, contextmanager
 from pathlib import Path
@@ -25,10 +25,12 @@ from typing import Protocol as TypingProtocol
 import numpy as np
 from tqdm import tqdm
 
-from serbench import atomic, audio, runtime, paths
+from serbench import atomic, audio, paths, runtime
 from serbench.errors import SerbenchError
 
 MIN_SAMPLES = audio.SAMPLE_RATE // 2   # shorter speech is zero-padded to 0.5 s before the encoder
+PREFETCH = 4                           # clips decoded ahead of the encoder (beyond one per worker)
+THREAD_PREFIX = "serbench-embed"       # names the pipeline's threads (none outlives embed_files)
 
 
 class Encoder(TypingProtocol):
@@ -108,14 +110,44 @@ def workers_for(encoder: Encoder) -> int:
     return max(1, min(runtime.default_threads(), 8))
 
 
+def _in_order(pool: ThreadPoolExecutor, fn, items: list[int], ahead: int):
+    """``fn(item)`` for each item, in order, run on ``pool`` at most ``ahead`` items before the
+    consumer takes them: the look-ahead that keeps memory bounded. An exception is raised when its
+    item's turn comes, so everything before it is consumed exactly as on the serial path."""
+    pending: deque = deque()
+    try:
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) > ahead:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        for f in pending:
+            f.cancel()
+
+
+def _settle(writes: deque, keep: int) -> None:
+    """Wait for queued cache writes until at most ``keep`` remain, raising the first that failed."""
+    while writes and (len(writes) > keep or writes[0].done()):
+        writes.popleft().result()
+
+
 def embed_files(files: list[str], encoder: Encoder, encoder_key: str,
                 preprocess: audio.Preprocess | None = None, cache_root: Path | None = None,
-                desc: str = "embedding", progress: bool = True) -> tuple[np.ndarray, dict]:
+                desc: str = "embedding", progress: bool = True,
+                prefetch: int = PREFETCH) -> tuple[np.ndarray, dict]:
     """Embeddings of ``files`` stacked as (n, n_layers, dim) float32, plus cache statistics.
 
     Each file is turned into its :func:`speech_segment` and embedded, unless the cache already
-    holds it. Single-threaded encoders embed several clips at once (:func:`workers_for`); the
-    result does not depend on it (each clip is embedded on its own).
+    holds it. With ``prefetch`` > 0 this is a pipeline, so the encoder never waits for audio or
+    disk: background threads decode and preprocess up to ``prefetch`` clips (plus one per worker)
+    ahead of the encoder, and one writer thread saves embeddings to the cache behind it.
+    Single-threaded encoders embed several clips at once in those threads (:func:`workers_for`).
+    ``prefetch=0`` is the serial path (decode, embed, save in turn on the calling thread). The
+    result does not depend on either (each clip is embedded on its own, in the same order), nor do
+    errors: an unreadable clip raises its :class:`~serbench.audio.AudioError` when its turn comes,
+    after every clip before it was embedded and cached; no thread outlives the call.
     """
     preprocess = preprocess or audio.Preprocess()
     root = (cache_root or paths.home() / "cache" / "embeddings") / cache_key(encoder_key, preprocess)
@@ -129,21 +161,61 @@ def embed_files(files: list[str], encoder: Encoder, encoder_key: str,
     missing = [i for i, e in enumerate(out) if e is None]
     hits = len(files) - len(missing)
 
-    def compute(i: int) -> np.ndarray:
-        return np.asarray(encoder.embed(speech_segment(files[i], preprocess)), dtype=np.float32)
+    def segment(i: int) -> np.ndarray:
+        return speech_segment(files[i], preprocess)
+
+    def embedding(i: int, wave: np.ndarray) -> np.ndarray:
+        emb = np.asarray(encoder.embed(wave), dtype=np.float32)
+        if emb.ndim != 2:
+            raise ValueError(f"encoder {encoder_key} returned shape {emb.shape} for {files[i]}; "
+                             "want (layers, dim)")
+        return emb
+
+    def named(fn, what: str):
+        """``fn(i, ...)`` whose exceptions name the file (a note; type and message unchanged)."""
+        def call(i: int, *args):
+            try:
+                return fn(i, *args)
+            except Exception as exc:
+                if files[i] not in str(exc):
+                    exc.add_note(f"while {what} {files[i]}")
+                raise
+        return call
+
+    def save(i: int, emb: np.ndarray) -> None:
+        buf = io.BytesIO()
+        np.save(buf, emb)
+        atomic.write_bytes(targets[i], buf.getvalue(), what=f"the cached embedding of {files[i]}")
 
     workers = workers_for(encoder) if len(missing) > 1 else 1
-    with ThreadPoolExecutor(workers) if workers > 1 else contextlib.nullcontext() as pool:
-        results = pool.map(compute, missing) if pool else map(compute, missing)
-        for i, emb in tqdm(zip(missing, results), total=len(missing), desc=desc, unit="utt",
-                           disable=not progress, leave=False):
-            if emb.ndim != 2:
-                raise ValueError(f"encoder {encoder_key} returned shape {emb.shape} for {files[i]}; "
-                                 "want (layers, dim)")
-            buf = io.BytesIO()
-            np.save(buf, emb)
-            atomic.write_bytes(targets[i], buf.getvalue(), what=f"the cached embedding of {files[i]}")
-            out[i] = emb
+    parallel = workers > 1  # the encoder runs in the pool, one clip per worker; else on this thread
+    prepare = named(lambda i: embedding(i, segment(i)), "embedding") if parallel else named(segment, "decoding")
+    finish = (lambda i, x: x) if parallel else named(embedding, "embedding")
+    bar = tqdm(total=len(missing), desc=desc, unit="utt", disable=not progress, leave=False)
+    if prefetch <= 0 or not missing:
+        with bar:
+            for i in missing:
+                out[i] = emb = finish(i, prepare(i))
+                save(i, emb)
+                bar.update()
+    else:
+        pool = ThreadPoolExecutor(workers, thread_name_prefix=THREAD_PREFIX)
+        writer = ThreadPoolExecutor(1, thread_name_prefix=THREAD_PREFIX)
+        writes: deque = deque()
+        ahead = prefetch + workers
+        results = _in_order(pool, lambda i: (i, prepare(i)), missing, ahead)
+        try:
+            with bar:
+                for i, x in results:
+                    out[i] = emb = finish(i, x)
+                    writes.append(writer.submit(save, i, emb))
+                    _settle(writes, ahead)
+                    bar.update()
+            _settle(writes, 0)
+        finally:
+            results.close()
+            pool.shutdown(wait=True, cancel_futures=True)
+            writer.shutdown(wait=True)   # embeddings already made are still cached, as on the serial path
     stats = {"utterances": len(files), "cache_hits": hits, "computed": len(files) - hits,
              "cache": str(root)}
     return (np.stack(out) if out else np.zeros((0, 0, 0), np.float32)), stats

@@ -5,7 +5,7 @@ import shutil
 
 import numpy as np
 
-from serbench import audio
+from serbench import audio, embed
 from serbench.embed import embed_files
 
 
@@ -56,14 +56,14 @@ def test_embedding_sees_speech_only_not_padding(synthetic):
             return super().embed(wave)
 
     embed_files(files, Recorder(), "recorder", progress=False)
-    y, n_valid = audio.Preprocess()(audio.load(files[0]))
+    _, n_valid = audio.Preprocess()(audio.load(files[0]))
     assert seen == [n_valid] and n_valid < 128_000
 
 
 def test_single_threaded_encoders_embed_in_parallel_with_the_same_result(synthetic, tmp_path, monkeypatch):
     import threading
 
-    from serbench import backbones, embed, registry
+    from serbench import backbones, registry
 
     files = sorted(str(p) for p in (synthetic["emodb"] / "wav").glob("*.wav"))[:8]
     entry = registry.load_model("egemaps")
@@ -83,3 +83,133 @@ def test_single_threaded_encoders_embed_in_parallel_with_the_same_result(synthet
                        cache_root=tmp_path / "b", progress=False)
     np.testing.assert_array_equal(X, Y)
     assert embed.workers_for(CountingEncoder()) == 1           # no `threads`: not assumed single-threaded
+
+
+# -- the prefetch pipeline -----------------------------------------------------------------------
+
+
+def _pipeline_threads() -> list:
+    import threading
+
+    return [t for t in threading.enumerate() if t.name.startswith(embed.THREAD_PREFIX)]
+
+
+def _emodb(synthetic, n: int) -> list[str]:
+    return sorted(str(p) for p in (synthetic["emodb"] / "wav").glob("*.wav"))[:n]
+
+
+def test_prefetch_gives_the_serial_embeddings_bit_for_bit_in_order(synthetic, tmp_path):
+    """tiny HuBERT (embedded on the calling thread) and eGeMAPS (one clip per worker in the pool)."""
+    from serbench import backbones, registry
+
+    files = _emodb(synthetic, 10)
+    files = files[5:] + files[:5]                       # not sorted: the order is the caller's
+    for model in ("tiny", "egemaps"):
+        entry = registry.load_model(model)
+        net, _ = backbones.build(entry, "random:0" if model == "tiny" else "hub")
+        enc = backbones.encoder(entry, net)
+        pre = audio.Preprocess(**entry.input)
+        X, stats = embed_files(files, enc, model, pre, cache_root=tmp_path / f"{model}-pipe", progress=False,
+                               prefetch=2)
+        Y, _ = embed_files(files, enc, model, pre, cache_root=tmp_path / f"{model}-serial", progress=False,
+                           prefetch=0)
+        assert stats["computed"] == len(files) and X.dtype == np.float32
+        assert X.tobytes() == Y.tobytes()
+        first = np.asarray(enc.embed(embed.speech_segment(files[0], pre)), np.float32)
+        assert np.array_equal(X[0], first)              # row 0 is the caller's first file
+        assert not _pipeline_threads()
+
+
+def test_an_unreadable_clip_in_the_middle_fails_as_on_the_serial_path(synthetic, tmp_path):
+    import pytest
+
+    from serbench.audio import AudioError
+
+    good = _emodb(synthetic, 6)
+    bad = tmp_path / "broken.wav"
+    bad.write_bytes(b"RIFF not really a wave file")
+    files = good[:3] + [str(bad)] + good[3:]
+    seen = {}
+    for prefetch in (0, 3):
+        enc = CountingEncoder()
+        cache = tmp_path / f"cache-{prefetch}"
+        with pytest.raises(AudioError) as err:
+            embed_files(files, enc, "counting", cache_root=cache, progress=False, prefetch=prefetch)
+        seen[prefetch] = (str(err.value), enc.calls)
+        assert str(bad) in str(err.value)
+        assert not _pipeline_threads()
+        # the clips before it were embedded and cached, none after it
+        _, stats = embed_files(good[:3], enc, "counting", cache_root=cache, progress=False)
+        assert stats["cache_hits"] == 3
+        _, stats = embed_files(good[3:], enc, "counting", cache_root=cache, progress=False)
+        assert stats["cache_hits"] == 0
+        assert not list(cache.rglob("*.tmp"))
+    assert seen[0] == seen[3] and seen[0][1] == 3
+
+
+def test_an_encoder_failure_names_the_file_and_stops_the_threads(synthetic, tmp_path):
+    import pytest
+
+    files = _emodb(synthetic, 6)
+
+    class Fails(CountingEncoder):
+        def embed(self, wave):
+            if self.calls == 2:
+                raise RuntimeError("encoder fell over")
+            return super().embed(wave)
+
+    with pytest.raises(RuntimeError, match="encoder fell over") as err:
+        embed_files(files, Fails(), "fails", cache_root=tmp_path, progress=False, prefetch=2)
+    assert f"while embedding {files[2]}" in getattr(err.value, "__notes__", [])
+    assert not _pipeline_threads()
+
+
+def test_prefetch_stays_within_its_bound_and_the_progress_bar_counts(synthetic, tmp_path, monkeypatch):
+    import threading
+    import time
+
+    files = _emodb(synthetic, 12)
+    prefetch, workers = 2, 1                            # CountingEncoder has no `threads`: one worker
+    lock = threading.Lock()
+    decoded = {"n": 0}
+    ahead = []
+    real_segment = embed.speech_segment
+
+    def counting_segment(path, pre):
+        wave = real_segment(path, pre)
+        with lock:
+            decoded["n"] += 1
+        return wave
+
+    class Slow(CountingEncoder):
+        def embed(self, wave):
+            time.sleep(0.05)                           # decoding a tiny clip takes a few ms
+            with lock:
+                ahead.append(decoded["n"] - self.calls - 1)   # decoded but not yet embedded
+            return super().embed(wave)
+
+    counts = []
+
+    class Bar:
+        def __init__(self, total, **kwargs):
+            self.total, self.n = total, 0
+            counts.append(self)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def update(self, n=1):
+            self.n += n
+
+    monkeypatch.setattr(embed, "speech_segment", counting_segment)
+    monkeypatch.setattr(embed, "tqdm", Bar)
+    enc = Slow()
+    X, _ = embed_files(files, enc, "slow", cache_root=tmp_path, progress=True, prefetch=prefetch)
+    assert enc.calls == len(files) and X.shape[0] == len(files)
+    assert max(ahead) <= prefetch + workers             # bounded memory
+    assert max(ahead) >= prefetch                       # and it really decodes ahead of the encoder
+    assert [(b.total, b.n) for b in counts] == [(len(files), len(files))]
+    assert not _pipeline_threads()
