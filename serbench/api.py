@@ -155,6 +155,18 @@ def bench(model: str, recipes=("fp32",), weights: str = "hub", *, home: str | Pa
     return df
 
 
+def tune(model: str, recipe: str, min_fidelity: float, weights: str = "hub", *, home: str | Path | None = None,
+         **options) -> dict:
+    """``serbench tune``: ``recipe`` with its most fidelity-sensitive node groups kept in float until
+    ``model`` reaches ``min_fidelity``, written as a new recipe under ``home``'s registry (or
+    ``out=``); returns the sensitivities, the choice and what it measured
+    (:func:`serbench.mixed_precision.tune`, whose keyword ``options`` it passes on)."""
+    from serbench.mixed_precision import tune as tune_recipe
+
+    with paths.using_home(home):
+        return tune_recipe(model, recipe, min_fidelity, weights, **options)
+
+
 def compare(store: str | Path | None = None, runs: list[int] | None = None, out: str | Path | None = None, *,
             figures: bool = True, force: bool = False, home: str | Path | None = None):
     """``serbench compare``: the report on stored runs, a :class:`serbench.report.Report` whose
