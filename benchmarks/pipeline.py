@@ -9,8 +9,9 @@ on the values) the same clips go through
   (b) pipeline: ``embed_files`` with its default prefetch,
   (c) serial:   ``embed_files(prefetch=0)``: decode, embed, save in turn (what it did before),
 each (b) and (c) with a cold embedding cache (a fresh folder) and a warm OS file cache. The three
-are interleaved and repeated, and each repeat's ratios are taken between runs seconds apart, so
-they hold on a loaded machine better than the times do; the load average is printed with them.
+run back to back on chunks of ``--chunk`` clips, in a rotating order, over all clips ``--repeats``
+times; a ratio is taken between runs seconds apart, so it holds on a loaded machine better than
+the times do (the load average is printed with it).
 The target is pipeline / bare >= 0.95. Real clips: ``../shared/data/ravdess-16k`` (or ``--data``)
 when present, else the synthetic RAVDESS-like corpus (tiny size: 120 clips).
 """
@@ -97,7 +98,8 @@ def main(argv=None) -> int:
     p.add_argument("--recipes", default="fp32,static-int8")
     p.add_argument("--model", default="distilhubert")
     p.add_argument("--weights", default="random:0")
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=3, help="times each clip goes through each mode")
+    p.add_argument("--chunk", type=int, default=20, help="clips per back-to-back comparison")
     p.add_argument("--prefetch", type=int, default=PREFETCH)
     p.add_argument("--json", help="also write the measurements to this JSON file")
     args = p.parse_args(argv)
@@ -126,32 +128,38 @@ def main(argv=None) -> int:
         part = shares(files, waves, next(iter(opened.values()))[1].session, pre, scratch)
         print("besides inference, per clip: " + ", ".join(f"{k} {v:.2f} ms" for k, v in part.items()))
 
-        runs = {name: {"bare": [], "pipeline": [], "serial": []} for name in opened}
+        modes = ("bare", "pipeline", "serial")
+        chunks = [list(range(a, min(a + args.chunk, len(files)))) for a in range(0, len(files), args.chunk)]
+        runs = {name: {how: [] for how in modes} for name in opened}
         for rep in range(args.repeats):
-            for name, (key, enc) in opened.items():
-                order = ["bare", "pipeline", "serial"] if rep % 2 == 0 else ["serial", "pipeline", "bare"]
-                for how in order:
-                    t = (bare(enc.session, waves) if how == "bare" else
-                         through_cache(files, enc, key, pre, scratch, args.prefetch if how == "pipeline" else 0)[0])
-                    runs[name][how].append(t)
-                r = runs[name]
-                print(f"repeat {rep + 1} {name}: bare {r['bare'][-1]:.1f} s, pipeline {r['pipeline'][-1]:.1f} s, "
-                      f"serial {r['serial'][-1]:.1f} s; load {os.getloadavg()[0]:.2f}", flush=True)
+            for c, chunk in enumerate(chunks):
+                for name, (key, enc) in opened.items():
+                    k = rep * len(chunks) + c            # rotate the order, so no mode always goes first
+                    for how in modes[k % 3:] + modes[:k % 3]:
+                        fs, ws = [files[i] for i in chunk], [waves[i] for i in chunk]
+                        t = (bare(enc.session, ws) if how == "bare" else
+                             through_cache(fs, enc, key, pre, scratch, args.prefetch if how == "pipeline" else 0)[0])
+                        runs[name][how].append(t)
+            print(f"repeat {rep + 1}: " + "; ".join(
+                f"{name} bare {sum(r['bare']):.1f} s, pipeline {sum(r['pipeline']):.1f} s, serial {sum(r['serial']):.1f} s"
+                for name, r in runs.items()) + f" (so far); load {os.getloadavg()[0]:.2f}", flush=True)
 
-    print(f"\nthroughput as a ratio to the bare session.run loop (median of {args.repeats} repeats "
-          f"[min, max]; load average now {', '.join(f'{x:.2f}' for x in os.getloadavg())}):")
+    print(f"\nthroughput as a ratio to the bare session.run loop: over all {args.repeats} x {len(files)} clips, "
+          f"and the median [quartiles] of the {len(chunks) * args.repeats} chunks of {args.chunk} clips, each mode "
+          f"run back to back on the chunk; load average now {', '.join(f'{x:.2f}' for x in os.getloadavg())}:")
     summary, ok = {}, True
     for name, r in runs.items():
         row = {}
         for how in ("pipeline", "serial"):
-            ratios = [b / t for b, t in zip(r["bare"], r[how])]
-            row[how] = {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios)}
-        row["clips_per_s_bare"] = len(files) / statistics.median(r["bare"])
+            q = statistics.quantiles([b / t for b, t in zip(r["bare"], r[how])], n=4)
+            row[how] = {"overall": sum(r["bare"]) / sum(r[how]), "median": q[1], "q1": q[0], "q3": q[2]}
+        row["clips_per_s_bare"] = len(files) * args.repeats / sum(r["bare"])
         summary[name] = row
-        ok &= row["pipeline"]["median"] >= TARGET
-        print(f"  {name:12s} pipeline {row['pipeline']['median']:.3f} [{row['pipeline']['min']:.3f}, "
-              f"{row['pipeline']['max']:.3f}]   serial {row['serial']['median']:.3f} [{row['serial']['min']:.3f}, "
-              f"{row['serial']['max']:.3f}]   (bare {row['clips_per_s_bare']:.1f} clips/s)")
+        ok &= row["pipeline"]["overall"] >= TARGET
+        print(f"  {name:12s}" + "".join(
+            f"   {how} {row[how]['overall']:.3f} (chunks {row[how]['median']:.3f} [{row[how]['q1']:.3f}, "
+            f"{row[how]['q3']:.3f}])" for how in ("pipeline", "serial"))
+              + f"   (bare {row['clips_per_s_bare']:.1f} clips/s)")
     print(f"target pipeline / bare >= {TARGET}: {'met' if ok else 'NOT met'}")
     if args.json:
         atomic.write_text(Path(args.json), json.dumps({"source": source, "prefetch": args.prefetch,

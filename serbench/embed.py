@@ -8,6 +8,11 @@ threshold) can never serve a stale one. Files are written atomically (:mod:`serb
 temp file, fsync, rename), so a killed run leaves no half-written entry and two runs can share
 the cache; a full disk or read-only cache folder ends in one error naming the folder, with no
 temporary file left.
+
+Around the encoder, :func:`embed_files` is a pipeline: the next clips are decoded and
+preprocessed, and finished embeddings written (an fsync each), on background threads while the
+encoder runs, so the encoder (the step that uses every core) waits for neither. Its results, and
+its errors, are those of the serial path (``prefetch=0``), in the same order.
 """
 from __future__ import annotations
 
