@@ -241,12 +241,13 @@ def test_onnxruntime_sessions_switch_native_telemetry_off(tmp_path, monkeypatch)
 
 def test_each_method_is_declared_once_with_what_the_rest_asks_of_it():
     table = methods.backends()
-    assert {b: set(ms) for b, ms in table.items()} == {"onnxruntime": {"fp32", "fp16", "dynamic", "static"},
+    assert {b: set(ms) for b, ms in table.items()} == {"onnxruntime": {"fp32", "fp16", "dynamic", "static",
+                                                                       "matmul-nbits"},
                                                        "neural-compressor": {"static"}}
     references = [m for ms in table.values() for m in ms.values() if m.reference]
     assert [(m.backend, m.name) for m in references] == [("onnxruntime", "fp32")]
     assert all(m.onnx == (m.format == "onnx") for ms in table.values() for m in ms.values())
-    assert {m.name for m in table["onnxruntime"].values() if m.calibrated} == {"static"}
+    assert {m.name for m in table["onnxruntime"].values() if m.calibrated} == {"static", "matmul-nbits"}
     assert table["neural-compressor"]["static"].calibrated
     with pytest.raises(ValueError, match="twice"):
         methods.register(table["onnxruntime"]["fp32"])

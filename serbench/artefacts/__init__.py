@@ -6,9 +6,10 @@ calibration, library versions), opened as encoders.
   against it.
 * :mod:`.onnxruntime`, :mod:`.neural_compressor`: one module per backend, each registering its
   methods beside their implementation (as optimum-benchmark keeps one folder per backend).
+  :mod:`.ort_nbits` adds the onnxruntime backend's n-bit method (4-bit MatMuls, int8 convs).
 * :mod:`.cache`: the artefact folder, its cache key, :func:`~.cache.build` and :func:`~.cache.load`.
 * :mod:`.encoders`: :func:`~.encoders.open_encoder`, for any artefact.
 
 Importing the package imports both backends, so whoever uses any part of it sees every method.
 """
-from serbench.artefacts import neural_compressor, onnxruntime  # noqa: F401 - they register their methods
+from serbench.artefacts import neural_compressor, onnxruntime, ort_nbits  # noqa: F401 - they register their methods
