@@ -137,6 +137,22 @@ def test_an_8bit_pattern_that_matches_nothing_is_an_error(setup, tmp_path, monke
                     CAL_IDS)
 
 
+def test_nodes_to_exclude_keeps_matmuls_float_too(setup, tmp_path, monkeypatch):
+    """``nodes_to_exclude`` means "kept float" for every node it names, whichever quantiser would
+    have taken it: an excluded MatMul keeps its float weight, the others still become MatMulNBits."""
+    base = setup["recipe"].options["nodes_to_exclude"]
+    name = _variant(tmp_path, "nbits-keep", nodes_to_exclude=[*base, "*/layers.1/feed_forward/*"])
+    monkeypatch.setenv("SERBENCH_REGISTRY", str(tmp_path))
+    art = cache.build(setup["entry"], registry.load_recipe(name), (setup["model"], setup["prov"]), setup["cal"],
+                      CAL_IDS)
+    kept = ort_nbits.weight_matmuls(_graph(art))
+    assert sorted(kept) == sorted(n for n in ort_nbits.weight_matmuls(_graph(setup["arts"]["fp32"]))
+                                  if "layers.1/feed_forward/" in n) and len(kept) == 2
+    assert {art.provenance["matmul_bits"][n] for n in kept} == {32}
+    assert Counter(n.op_type for n in _graph(art).node)["MatMulNBits"] == len(art.provenance["matmul_bits"]) - 2
+    assert art.size_mb > setup["arts"][RECIPE].size_mb
+
+
 def test_importing_the_quantizer_leaves_logging_as_it_was():
     """onnxruntime's quantizer module calls logging.basicConfig(level=INFO) on import; serbench's
     import of it must not switch INFO logging on for the whole process (a fresh one, so the import
