@@ -99,7 +99,7 @@ def main(argv=None) -> int:
     p.add_argument("--model", default="distilhubert")
     p.add_argument("--weights", default="random:0")
     p.add_argument("--repeats", type=int, default=3, help="times each clip goes through each mode")
-    p.add_argument("--chunk", type=int, default=20, help="clips per back-to-back comparison")
+    p.add_argument("--chunk", type=int, default=40, help="clips per back-to-back comparison (one embed_files call)")
     p.add_argument("--prefetch", type=int, default=PREFETCH)
     p.add_argument("--json", help="also write the measurements to this JSON file")
     args = p.parse_args(argv)
