@@ -217,8 +217,7 @@ def tune(model: str, recipe: str, min_fidelity: float, weights: str = "hub", *, 
     name, path = destination(entry, base, min_fidelity, name, out, force)
     threads = threads or runtime.default_threads()
     offered = calibration if base.calibration else 0
-    pset = (probe_sets.from_corpus(probe_data, entry, probe, offered, seed) if probe_data
-            else probe_sets.synthetic(probe, offered))
+    pset = probe_sets.choose(probe_data, entry, probe, offered, seed)
     trial = Trials(entry, weights, threads, pset)
     log(f"{entry.name}: weights {backbones.describe(trial.net[1])}; {threads} threads; fidelity vs "
         f"{trial.reference.name}; target {min_fidelity}")

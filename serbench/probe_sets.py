@@ -64,6 +64,13 @@ def synthetic(probe: int, calibration: int) -> ProbeSet:
                      "description": text})
 
 
+def choose(probe_data: str | None, entry, probe: int, calibration: int, seed: int = 0) -> ProbeSet:
+    """What ``bench`` and ``tune`` probe and calibrate on: ``--probe-data NAME=PATH``'s corpus
+    (:func:`from_corpus`) when given, else the synthetic sets (:func:`synthetic`)."""
+    return (from_corpus(probe_data, entry, probe, calibration, seed) if probe_data
+            else synthetic(probe, calibration))
+
+
 def parse(spec: str) -> tuple[str, Path]:
     """``"ravdess=/data/RAVDESS"`` -> ``("ravdess", Path(...))``; the corpus name must be a recipe's."""
     name, sep, path = str(spec).partition("=")

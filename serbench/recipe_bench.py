@@ -46,8 +46,7 @@ def bench(model: str, recipes: list[str], weights: str = "hub", *, runs: int = 2
     for r in recs:
         backbones.check_recipe(entry, r)
     offered = calibration if any(r.calibration for r in recs) else 0
-    pset = (probe_sets.from_corpus(probe_data, entry, probe, offered, seed) if probe_data
-            else probe_sets.synthetic(probe, offered))
+    pset = probe_sets.choose(probe_data, entry, probe, offered, seed)
     threads = threads or runtime.default_threads()
     net, prov = backbones.build(entry, weights)
     log(f"{entry.name}: weights {backbones.describe(prov)}; {threads} threads; reference recipe {ref.name}")
