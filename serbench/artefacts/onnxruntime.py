@@ -111,21 +111,28 @@ def _excluded_nodes(recipe: RecipeEntry, model_name: str, path: Path) -> list[st
     is the first conv of any wav2vec2-family model). A pattern that matches nothing is an error:
     a recipe that silently stops excluding what it says it excludes measures something else.
     """
-    import fnmatch
-
     import onnx
 
     graph = onnx.load(str(path), load_external_data=False).graph
-    names = [n.name for n in graph.node]
-    out = []
-    for pattern in recipe.options.get("nodes_to_exclude") or []:
-        hits = fnmatch.filter(names, pattern)
-        if not hits:
-            raise SerbenchError(f"recipe {recipe.name!r} ({recipe.path}): nodes_to_exclude pattern "
-                                f"{pattern!r} matches no node of {model_name!r}'s ONNX graph")
-        out += hits
+    out = matched(recipe, model_name, [n.name for n in graph.node], "nodes_to_exclude", "node")
     if recipe.options.get("weight_matmuls_only"):
         out += _activation_matmuls(graph)
+    return list(dict.fromkeys(out))
+
+
+def matched(recipe: RecipeEntry, model_name: str, names: list[str], option: str, what: str) -> list[str]:
+    """The ``names`` that the recipe's ``option`` patterns (shell-style, ``fnmatch``) pick, in
+    pattern order, each once. A pattern that picks none is an error naming the recipe: a recipe
+    that silently stops excluding (or keeping) what it says measures something else."""
+    import fnmatch
+
+    out = []
+    for pattern in recipe.options.get(option) or []:
+        hits = fnmatch.filter(names, pattern)
+        if not hits:
+            raise SerbenchError(f"recipe {recipe.name!r} ({recipe.path}): {option} pattern {pattern!r} "
+                                f"matches no {what} of {model_name!r}'s ONNX graph")
+        out += hits
     return list(dict.fromkeys(out))
 
 

@@ -27,8 +27,7 @@ import logging
 from pathlib import Path
 
 from serbench.artefacts.methods import Method, find, register
-from serbench.artefacts.onnxruntime import OrtEncoder
-from serbench.entries import RecipeEntry
+from serbench.artefacts.onnxruntime import OrtEncoder, matched
 from serbench.errors import SerbenchError
 from serbench.schema import Field
 
@@ -80,19 +79,6 @@ def weight_matmuls(graph) -> list[str]:
     return [n.name for n in graph.node if n.op_type == "MatMul" and len(n.input) > 1 and n.input[1] in weights]
 
 
-def matched(recipe: RecipeEntry, model_name: str, names: list[str], patterns: list[str]) -> list[str]:
-    """The ``names`` that ``matmuls_8bit`` patterns pick; a pattern that picks none is an error
-    (a recipe that silently stops keeping what it says it keeps measures something else)."""
-    out = []
-    for pattern in patterns:
-        hits = fnmatch.filter(names, pattern)
-        if not hits:
-            raise SerbenchError(f"recipe {recipe.name!r} ({recipe.path}): matmuls_8bit pattern {pattern!r} "
-                                f"matches no weight MatMul of {model_name!r}'s ONNX graph")
-        out += hits
-    return list(dict.fromkeys(out))
-
-
 def _nbits(model, bits: int, block_size: int, opts: dict, exclude: list[str]):
     quantizer = _quantizer()(model, bits=bits, block_size=block_size, is_symmetric=opts.get("symmetric", False),
                              accuracy_level=opts.get("accuracy_level"), nodes_to_exclude=exclude)
@@ -111,7 +97,7 @@ def _build(model_entry, recipe, model, clips, out: Path):
     names = weight_matmuls(graph.graph)
     # nodes_to_exclude means "kept float" for MatMuls too (static has already checked its patterns)
     keep = {n for p in opts.get("nodes_to_exclude") or [] for n in fnmatch.filter(names, p)}
-    eight = [n for n in matched(recipe, model_entry.name, names, opts.get("matmuls_8bit") or []) if n not in keep]
+    eight = [n for n in matched(recipe, model_entry.name, names, "matmuls_8bit", "weight MatMul") if n not in keep]
     if eight:
         graph = _nbits(graph, 8, opts.get("block_size_8bit", 128), opts, [n for n in names if n not in eight])
     bits = opts.get("bits", 4)
