@@ -2,6 +2,6 @@
 
 __version__ = "0.1.0"
 
-from serbench.api import analyse, bench, compare, export, results, run, tune  # noqa: E402  (the front door; see serbench/api.py)
+from serbench.api import analyse, bench, compare, export, results, run, sweep, tune  # noqa: E402  (the front door; see serbench/api.py)
 
-__all__ = ["__version__", "analyse", "bench", "compare", "export", "results", "run", "tune"]
+__all__ = ["__version__", "analyse", "bench", "compare", "export", "results", "run", "sweep", "tune"]

@@ -167,6 +167,26 @@ def tune(model: str, recipe: str, min_fidelity: float, weights: str = "hub", *, 
         return tune_recipe(model, recipe, min_fidelity, weights, **options)
 
 
+def sweep(grid: str | Path, *, ray: str | None = None, resume: bool = False, synthetic: bool | None = None,
+          home: str | Path | None = None, store: str | Path | None = None, progress: bool = False, log=None,
+          **options) -> pd.DataFrame:
+    """``serbench sweep``: every cell of a grid file (:mod:`serbench.sweeps.grid`), in this process
+    (``ray=None``) or on Ray (``"local"``, ``"auto"`` or a cluster address), with the same numbers
+    either way. One row per finished run (:data:`RUN_COLUMNS`); ``df.attrs`` holds ``failures``
+    (each failed task with its inputs), ``tasks`` (count per stage), ``timings`` (wall, driver and
+    task seconds) and ``executor``. ``options``: ``ray_cpus`` (a local Ray's CPUs),
+    ``cpus_per_task``."""
+    from serbench import sweeps
+
+    with paths.using_home(home):
+        res = sweeps.run(grid, ray=ray, resume=resume, synthetic=synthetic, store=store, progress=progress,
+                         log=log or (lambda *_: None), **options)
+    df = pd.DataFrame([_flat(r) for r in res.records], columns=list(RUN_COLUMNS))
+    df.attrs.update(runs=res.records, failures=res.failures, tasks=res.tasks, timings=res.timings,
+                    executor=res.executor, cells=res.cells)
+    return df
+
+
 def compare(store: str | Path | None = None, runs: list[int] | None = None, out: str | Path | None = None, *,
             figures: bool = True, force: bool = False, home: str | Path | None = None):
     """``serbench compare``: the report on stored runs, a :class:`serbench.report.Report` whose

@@ -138,6 +138,36 @@ def _settle(writes: deque, keep: int) -> None:
         writes.popleft().result()
 
 
+def _cache(encoder_key: str, preprocess: audio.Preprocess, cache_root: Path | None = None) -> Path:
+    """The cache folder of one encoder + preprocessing (its ``key.json`` written once)."""
+    root = (cache_root or paths.home() / "cache" / "embeddings") / cache_key(encoder_key, preprocess)
+    atomic.makedirs(root, "the embedding cache folder")
+    if not (root / "key.json").is_file():
+        key = json.dumps({"encoder": encoder_key, "preprocess": preprocess.config()})
+        atomic.write_text(root / "key.json", key, what="embedding cache key")
+    return root
+
+
+def _targets(root: Path, files: list[str]) -> list[Path]:
+    digests = FileHashes(paths.home() / "cache" / "file_hashes.sqlite")(files)
+    return [root / d[:2] / f"{d}.npy" for d in digests]
+
+
+def prime(files: list[str], X: np.ndarray, encoder_key: str, preprocess: audio.Preprocess,
+          cache_root: Path | None = None) -> int:
+    """Put embeddings made elsewhere (``X[i]`` of ``files[i]``, e.g. by a sweep task on another
+    node) into this machine's cache, where it lacks them; how many were added. The key is the
+    same as :func:`embed_files`' (the audio's bytes), so the files must be readable here."""
+    added = 0
+    for f, target, emb in zip(files, _targets(_cache(encoder_key, preprocess, cache_root), files), X):
+        if not target.is_file():
+            buf = io.BytesIO()
+            np.save(buf, np.asarray(emb, np.float32))
+            atomic.write_bytes(target, buf.getvalue(), what=f"the cached embedding of {f}")
+            added += 1
+    return added
+
+
 def embed_files(files: list[str], encoder: Encoder, encoder_key: str,
                 preprocess: audio.Preprocess | None = None, cache_root: Path | None = None,
                 desc: str = "embedding", progress: bool = True,
@@ -155,13 +185,8 @@ def embed_files(files: list[str], encoder: Encoder, encoder_key: str,
     after every clip before it was embedded and cached; no thread outlives the call.
     """
     preprocess = preprocess or audio.Preprocess()
-    root = (cache_root or paths.home() / "cache" / "embeddings") / cache_key(encoder_key, preprocess)
-    atomic.makedirs(root, "the embedding cache folder")
-    key = json.dumps({"encoder": encoder_key, "preprocess": preprocess.config()})
-    if not (root / "key.json").is_file():
-        atomic.write_text(root / "key.json", key, what="embedding cache key")
-    digests = FileHashes(paths.home() / "cache" / "file_hashes.sqlite")(files)
-    targets = [root / d[:2] / f"{d}.npy" for d in digests]
+    root = _cache(encoder_key, preprocess, cache_root)
+    targets = _targets(root, files)
     out: list = [np.load(t) if t.is_file() else None for t in targets]
     missing = [i for i, e in enumerate(out) if e is None]
     hits = len(files) - len(missing)

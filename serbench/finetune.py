@@ -57,6 +57,7 @@ class FinetuneResult:
     best_epoch: int
     best_val_ua: float
     config: dict
+    device: str = "cpu"          # where it was trained ("cuda" when a GPU was visible)
 
     def summary(self) -> dict:
         return {"best_epoch": self.best_epoch, "best_val_ua": self.best_val_ua,
@@ -154,7 +155,7 @@ def _finetune(backbone, normalize, train_waves, yt, val_waves, yv, classes, c, d
     backbone.load_state_dict(stopper.best_state[0])
     head.load_state_dict(stopper.best_state[1])
     return FinetuneResult(backbone.eval().cpu(), head.eval().cpu(), history, stopper.best_epoch,
-                          float(stopper.best[0]), c.to_dict())
+                          float(stopper.best[0]), c.to_dict(), device.type)
 
 
 def _evaluate(net, head, waves, y, loss_fn, device) -> tuple[np.ndarray, float]:

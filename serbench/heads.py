@@ -231,17 +231,23 @@ def _fit_svm(*args) -> Fitted:
 # -- saving and loading a fitted head (beside the store; read by `serbench export`) ----------------
 
 
-def save(fitted: nn.Module, target: Path, classes, kind: str) -> None:
-    """Write the fitted head atomically: its kind, shapes, classes and state."""
+def dumps(fitted: nn.Module, classes, kind: str) -> bytes:
+    """The fitted head as bytes (its kind, shapes, classes and state): what :func:`save` writes,
+    and what a sweep's fold task hands back to the one process that writes files."""
     import io
-
-    from serbench import atomic
 
     n_layers, dim = shape(fitted)
     buf = io.BytesIO()
     torch.save({"kind": kind, "state_dict": fitted.state_dict(), "classes": list(classes),
                 "shape": [n_layers, dim]}, buf)
-    atomic.write_bytes(target, buf.getvalue(), what="trained head")
+    return buf.getvalue()
+
+
+def save(fitted: nn.Module, target: Path, classes, kind: str) -> None:
+    """Write the fitted head atomically (:func:`dumps`)."""
+    from serbench import atomic
+
+    atomic.write_bytes(target, dumps(fitted, classes, kind), what="trained head")
 
 
 def restore(path: Path) -> tuple[nn.Module, list[str]]:

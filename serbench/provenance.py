@@ -99,3 +99,16 @@ def _torch_threads() -> int | None:
     except ImportError:
         return None
     return int(torch.get_num_threads())
+
+
+def hardware(device: str) -> str:
+    """What ran a computation, for the record: ``"cpu: <model>"`` or ``"cuda: <GPU name>"``."""
+    if device == "cpu":
+        return f"cpu: {cpu_model() or platform.machine()}"
+    try:
+        import torch
+
+        name = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "unknown GPU"
+    except Exception:  # torch without CUDA: onnxruntime-gpu alone found the device
+        name = "unknown GPU"
+    return f"{device}: {name}"

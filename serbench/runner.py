@@ -68,12 +68,13 @@ class RecipeResult:
 
 class Runner:
     def __init__(self, spec: RunSpec, store_path: str | Path | None = None, resume: bool = False,
-                 progress: bool = True, log=print):
+                 progress: bool = True, log=print, keep_finished: bool = False):
         if spec.mode not in MODES:
             raise SerbenchError(f"--mode must be one of {', '.join(MODES)}, not {spec.mode!r}")
         if not spec.recipes:
             raise SerbenchError("no recipe given (e.g. --recipe fp32,dynamic-int8,static-int8)")
         self.spec, self.resume, self.progress, self.log = spec, resume, progress, log
+        self.keep_finished = keep_finished   # with resume: a finished run of this configuration is kept, not redone
         self.notes: list[str] = []   # what the user must see even with --quiet/--json (skips, resume)
         self.entry = registry.load_model(spec.model)
         backbones.check_weights(self.entry, spec.weights)  # arguments are checked before any corpus is touched
@@ -163,6 +164,9 @@ class Runner:
             config = self._config(recipe)
             key = dict(model=self.entry.name, recipe=recipe.name, protocol=self.protocol.name,
                        mode=self.spec.mode, config=config)
+            if self.resume and self.keep_finished and db.find_finished(**key) is not None:
+                ids[recipe.name] = db.find_finished(**key)   # a resumed sweep keeps what it finished
+                continue
             run_id = db.find_unfinished(**key) if self.resume else None
             if self.resume and run_id is None:
                 self.notes.append(f"--resume: no unfinished {recipe.name} run with this configuration in "
@@ -179,38 +183,62 @@ class Runner:
     # -- the work ---------------------------------------------------------------------------------
 
     def run(self) -> list[RecipeResult]:
+        """Prepare, open the runs, do every unfinished fold, finish: in this process. A sweep
+        (:mod:`serbench.sweep`) calls the same steps, with the folds as tasks elsewhere."""
+        with store.Store(self.store_path) as db:
+            run_ids = self.open(db)
+            try:
+                for fold, pending in self.pending(db, run_ids):
+                    self.write(db, run_ids, self.fold_records(fold, pending))
+                return self.finish(db, run_ids)
+            except BaseException as exc:
+                self.fail(db, run_ids, exc)
+                raise
+
+    def open(self, db: store.Store) -> dict[str, int]:
+        """Resolve the corpora and folds, and open (or, with ``resume``, find) one store run per
+        recipe: ``{recipe: run_id}``."""
         self.invocation = uuid.uuid4().hex   # groups this invocation's runs in the store
         self._prepare()
-        with store.Store(self.store_path) as db:
-            run_ids = self._open_runs(db)
-            try:
-                for fold in self.folds:
-                    pending = [r for r in self.recipes if fold.index not in db.finished_folds(run_ids[r.name])]
-                    if pending:
-                        self._fold(db, fold, pending, run_ids)
-                results = []
-                preds = {r.name: db.predictions(run_ids[r.name]) for r in self.recipes}
-                reference = next((r for r in self.recipes if r.is_reference), None)
-                for recipe in self.recipes:
-                    rid = run_ids[recipe.name]
-                    folds = db.fold_results(rid)
-                    summary = metrics.aggregate(list(folds["metrics"]))
-                    summary["audit"] = {"shared_speakers_train_test": [
-                        a["shared_speakers"]["train-test"]["count"] for a in folds["audit"]]}
-                    summary.update(self._statistics(preds[recipe.name]))
-                    if reference is not None and recipe is not reference:
-                        summary["paired"] = {"reference_run": run_ids[reference.name],
-                                             "reference_recipe": reference.name,
-                                             **self._paired(preds[reference.name], preds[recipe.name])}
-                    measured = self._measure(db, rid, recipe)
-                    db.finish_run(rid, summary, n_folds=len(self.folds))
-                    results.append(RecipeResult(rid, recipe.name, summary, measured))
-                return results
-            except BaseException as exc:
-                for rid in run_ids.values():
-                    if db.run(rid)["status"] != "finished":
-                        db.fail_run(rid, f"{type(exc).__name__}: {exc}")
-                raise
+        return self._open_runs(db)
+
+    def pending(self, db: store.Store, run_ids: dict[str, int]) -> list[tuple]:
+        """``(fold, recipes that lack it)`` for every fold some recipe has not finished."""
+        out = []
+        for fold in self.folds:
+            todo = [r for r in self.recipes if fold.index not in db.finished_folds(run_ids[r.name])]
+            if todo:
+                out.append((fold, todo))
+        return out
+
+    def finish(self, db: store.Store, run_ids: dict[str, int]) -> list[RecipeResult]:
+        """Statistics over the pooled folds, paired comparison with the reference, measurements;
+        the runs marked finished."""
+        results = []
+        preds = {r.name: db.predictions(run_ids[r.name]) for r in self.recipes}
+        reference = next((r for r in self.recipes if r.is_reference), None)
+        for recipe in self.recipes:
+            rid = run_ids[recipe.name]
+            folds = db.fold_results(rid)
+            summary = metrics.aggregate(list(folds["metrics"]))
+            summary["audit"] = {"shared_speakers_train_test": [
+                a["shared_speakers"]["train-test"]["count"] for a in folds["audit"]]}
+            summary.update(self._statistics(preds[recipe.name]))
+            if reference is not None and recipe is not reference:
+                summary["paired"] = {"reference_run": run_ids[reference.name],
+                                     "reference_recipe": reference.name,
+                                     **self._paired(preds[reference.name], preds[recipe.name])}
+            measured = self._measure(db, rid, recipe)
+            db.finish_run(rid, summary, n_folds=len(self.folds))
+            results.append(RecipeResult(rid, recipe.name, summary, measured))
+        return results
+
+    @staticmethod
+    def fail(db: store.Store, run_ids: dict[str, int], exc: BaseException) -> None:
+        """Mark every unfinished run of this invocation failed (what ``--resume`` continues)."""
+        for rid in run_ids.values():
+            if db.run(rid)["status"] != "finished":
+                db.fail_run(rid, f"{type(exc).__name__}: {exc}")
 
     # -- statistics (serbench.stats): what is uncertain, and is a difference real ----------------
 
@@ -268,15 +296,26 @@ class Runner:
             ident = json.dumps({"model": self.entry.content, "weights": self.weights}, sort_keys=True, default=str)
             key = f"{self.entry.name}--{hashlib.sha256(ident.encode()).hexdigest()[:16]}"
             return key, backbones.encoder(self.entry, self.model), None
-        calib, ids = self._calibration(fold) if recipe.calibration else (None, None)
-        art = cache.build(self.entry, recipe, backbone, calib, ids)
-        return art.path.name, encoders.open_encoder(art), art
+        art = self.artefact(recipe, fold, backbone)
+        enc = encoders.open_encoder(art)
+        device = getattr(enc, "device", "cpu")   # embeddings made on a GPU are cached apart from CPU ones
+        return art.path.name + ("" if device == "cpu" else f"@{device}"), enc, art
 
-    def _fold(self, db: store.Store, fold, pending, run_ids) -> None:
+    def artefact(self, recipe, fold, backbone=None):
+        """``recipe``'s artefact of ``backbone`` (default: the model as built), calibrated recipes on
+        ``fold``'s training utterances; built once (:mod:`serbench.artefacts.cache`)."""
+        calib, ids = self._calibration(fold) if recipe.calibration else (None, None)
+        return cache.build(self.entry, recipe, backbone or (self.model, self.weights), calib, ids)
+
+    def fold_records(self, fold, pending) -> list[dict]:
+        """One fold for the ``pending`` recipes: the head trained (on the training split, chosen on
+        validation) and each recipe's test predictions, as plain data (:meth:`write` stores them).
+        Touches no store, so it can run anywhere (a sweep's fold task); caches it may share."""
         s = self.spec
         yt, yv = self._labels(fold.train), self._labels(fold.val)
         if s.mode == "probe":
             key32, enc32, _ = self._encoder(self.fp32, fold, (self.model, self.weights))
+            hardware = {"train_val_embeddings": provenance.hardware(getattr(enc32, "device", "cpu"))}
             Xt = self._embed(fold.train, enc32, key32, f"fold {fold.index} embed train")
             Xv = self._embed(fold.val, enc32, key32, f"fold {fold.index} embed val")
             fitted = heads.fit(self.head, Xt, yt, Xv, yv, self.classes, seed=self.seed)
@@ -287,23 +326,42 @@ class Runner:
                           self.classes, self._finetune_config(), normalize=self.entry.normalize,
                           progress=lambda e, r: self.log(f"fold {fold.index} epoch {e}: val UA {r['val_ua']:.3f}"))
             head, details = ft.head, ft.summary()
+            hardware = {"finetune": provenance.hardware(ft.device)}
             prov = {"kind": "finetuned", "base": self.weights, "protocol": self.protocol.name,
                     "fold": fold.index, "seed": self.seed, "sha256": _state_hash(ft.backbone)}
             backbone = (ft.backbone, prov)
+        head_bytes = heads.dumps(head, self.classes, self.head.kind)
+        y_true = self._labels(fold.test)
+        records = []
         for recipe in pending:
             key, enc, art = self._encoder(recipe, fold, backbone)
             Xtest = self._embed(fold.test, enc, key, f"fold {fold.index} {recipe.name} test")
             pred, proba = train.predict(head, Xtest)
             y_pred = [self.classes[i] for i in pred]
-            y_true = self._labels(fold.test)
-            rid = run_ids[recipe.name]
-            _save_head(db.run_files(rid), fold.index, head, self.classes, self.head.kind)
-            db.write_fold(rid, fold.index, metrics=metrics.scores(y_true, y_pred, self.classes),
-                          audit=fold.audit, utt_ids=list(fold.test), y_true=y_true, y_pred=y_pred,
-                          probs=proba, name=fold.name, speakers=self._speakers(fold.test),
-                          details={**details, "artefact": None if art is None else str(art.path),
-                                   "calibration_ids": [] if art is None else art.provenance.get("calibration_ids", [])})
+            records.append({
+                "recipe": recipe.name, "fold": fold.index, "name": fold.name, "head": head_bytes,
+                "metrics": metrics.scores(y_true, y_pred, self.classes), "audit": fold.audit,
+                "utt_ids": list(fold.test), "y_true": y_true, "y_pred": y_pred, "probs": proba,
+                "speakers": self._speakers(fold.test),
+                "details": {**details, "artefact": None if art is None else str(art.path),
+                            "hardware": {**hardware, "test_embeddings": provenance.hardware(getattr(enc, "device", "cpu"))},
+                            "calibration_ids": [] if art is None else art.provenance.get("calibration_ids", [])}})
             self.log(f"fold {fold.index} {recipe.name}: UA {metrics.ua(y_true, y_pred, self.classes):.3f}")
+        return records
+
+    def write(self, db: store.Store, run_ids: dict[str, int], records: list[dict]) -> None:
+        """Store :meth:`fold_records`' output: the fold's head beside each run, its predictions
+        and metrics in the database. The one writer of a run's files."""
+        for r in records:
+            rid = run_ids[r["recipe"]]
+            folder = db.run_files(rid)
+            atomic.makedirs(folder, "the folder of the run's trained heads")
+            atomic.write_bytes(folder / f"fold{r['fold']}.pt", r["head"], what="trained head")
+            atomic.write_bytes(folder / "classes.json", json.dumps(list(self.classes)),
+                               what="classes of the trained heads")
+            db.write_fold(rid, r["fold"], metrics=r["metrics"], audit=r["audit"], utt_ids=r["utt_ids"],
+                          y_true=r["y_true"], y_pred=r["y_pred"], probs=r["probs"], name=r["name"],
+                          speakers=r["speakers"], details=r["details"])
 
     def _finetune_config(self) -> FinetuneConfig:
         return FinetuneConfig(**{**self.spec.finetune.to_dict(), "seed": self.seed})
@@ -342,10 +400,3 @@ def with_label_maps(protocol: protocols.Protocol, maps: dict[str, str]) -> proto
                                 f"{corpus!r} (its corpora: {', '.join(protocol.corpora)})")
         labels.load(name)  # an unknown map is an error naming the known ones
     return dataclasses.replace(protocol, label_maps={**protocol.label_maps, **maps}) if maps else protocol
-
-
-def _save_head(folder: Path, fold: int, head: torch.nn.Module, classes, kind: str) -> None:
-    """The fold's trained head, kept beside the store for ``serbench export`` (written atomically)."""
-    atomic.makedirs(folder, "the folder of the run's trained heads")
-    heads.save(head, folder / f"fold{fold}.pt", classes, kind)
-    atomic.write_bytes(folder / "classes.json", json.dumps(list(classes)), what="classes of the trained heads")

@@ -115,6 +115,15 @@ class Store:
         ).fetchone()
         return None if row is None else int(row[0])
 
+    def find_finished(self, *, model: str, recipe: str, protocol: str, mode: str, config: Mapping) -> int | None:
+        """The newest finished run with exactly this configuration, or ``None``: what a resumed
+        sweep keeps instead of running again."""
+        row = self._conn.execute(
+            "SELECT id FROM runs WHERE config_hash = ? AND status = 'finished' ORDER BY id DESC LIMIT 1",
+            (config_hash(model, recipe, protocol, mode, config),),
+        ).fetchone()
+        return None if row is None else int(row[0])
+
     def resume_run(self, run_id: int, provenance: Mapping | None = None) -> None:
         """Mark ``run_id`` running again; the resuming process's provenance is appended under
         ``resumed`` (a resumed run may span two commits or machines, and the store says so)."""

@@ -42,6 +42,7 @@ class Method:
     onnx: bool                   # its artefact is one ONNX graph, so `serbench export` can ship it
     calibrated: bool = False     # a recipe's `calibration` when the recipe does not say
     reference: bool = False      # the uncompressed export: heads are trained on it, ratios are to it
+    gpu: bool = False            # float kernels that also run on a CUDA device, used when one is visible
 
 
 _METHODS: dict[tuple[str, str], Method] = {}

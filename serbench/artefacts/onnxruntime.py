@@ -178,11 +178,15 @@ def _static(model_entry, recipe, model, clips, out: Path):
 
 
 class OrtEncoder:
-    """An ONNX artefact run by onnxruntime on the CPU with a fixed, recorded thread count."""
+    """An ONNX artefact run by onnxruntime with a fixed, recorded thread count: on the CPU, or for a
+    float method (``gpu``) on a CUDA device when onnxruntime has its CUDA provider (the
+    onnxruntime-gpu package) and a device is visible. Integer recipes always run on the CPU
+    kernels they ship with. ``device`` says which."""
 
     def __init__(self, artefact: Artefact, threads: int | None = None):
         self.threads = threads or runtime.default_threads()
-        self.session = runtime.session(artefact.path / artefact.file, self.threads)
+        self.device = "cuda" if artefact.method.gpu and runtime.cuda_available() else "cpu"
+        self.session = runtime.session(artefact.path / artefact.file, self.threads, cuda=self.device == "cuda")
         self.sample_rate = artefact.provenance.get("model_entry", {}).get("sample_rate", 16_000)
 
     def forward(self, batch: np.ndarray) -> np.ndarray:
@@ -207,8 +211,8 @@ def _method(name: str, options: tuple[Field, ...], build, **flags) -> Method:
                            **flags))
 
 
-_method("fp32", (OPSET,), _fp32, reference=True)
-_method("fp16", (OPSET, Field("keep_io_types", bool)), _fp16)
+_method("fp32", (OPSET,), _fp32, reference=True, gpu=True)
+_method("fp16", (OPSET, Field("keep_io_types", bool)), _fp16, gpu=True)
 _method("dynamic", (OPSET, WEIGHT_TYPE, OP_TYPES, PER_CHANNEL, REDUCE_RANGE), _dynamic)
 _method("static", (OPSET, WEIGHT_TYPE, OP_TYPES, PER_CHANNEL, REDUCE_RANGE,
                    Field("quant_format", str, choices=QUANT_FORMATS),

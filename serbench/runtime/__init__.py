@@ -36,7 +36,7 @@ One module per stage of the pipeline, one bounded-memory pass over the file:
 from .note import Options, Stats, analyse, analyse_files, format_text
 from .base import (ENTRY_FILE, INPUT_NAME, LABELS_FILE, MODEL_FILE, OUTPUT_NAME, PACKAGE_DIR, PREPROCESS_FILE,
                    SAMPLE_RATE, SILENT_PEAK, VAD_FILE, InferError)
-from .model import EmotionModel, default_threads, session
+from .model import EmotionModel, cuda_available, default_threads, session, using_threads
 from .preprocess import model_input, preprocess, trim_interval
 from .reader import AudioInfo, open_audio, read_blocks
 from .resample import PolyphaseResampler, Resampler
@@ -46,6 +46,6 @@ from .windows import Windower, plan_windows
 __all__ = ["AudioInfo", "ENTRY_FILE", "EmotionModel", "INPUT_NAME", "InferError", "LABELS_FILE",
            "MODEL_FILE", "OUTPUT_NAME", "Options", "PACKAGE_DIR", "PREPROCESS_FILE", "PolyphaseResampler",
            "Resampler", "SAMPLE_RATE", "SILENT_PEAK", "SileroVad", "SpeechSegmenter", "Stats", "VAD_FILE",
-           "VadStream", "Windower", "analyse", "analyse_files", "default_threads", "find_vad_model",
+           "VadStream", "Windower", "analyse", "analyse_files", "cuda_available", "default_threads", "find_vad_model",
            "format_text", "installed_vad_model", "model_input", "open_audio", "plan_windows", "preprocess",
-           "read_blocks", "session", "speech_timestamps", "trim_interval"]
+           "read_blocks", "session", "speech_timestamps", "trim_interval", "using_threads"]

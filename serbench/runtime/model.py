@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 import numpy as np
@@ -14,11 +16,39 @@ from .base import (INPUT_NAME, LABELS_FILE, MODEL_FILE, OUTPUT_NAME, PREPROCESS_
 from .preprocess import model_input
 
 
+_THREADS: ContextVar[int | None] = ContextVar("serbench_threads", default=None)
+
+
 def default_threads() -> int:
+    """The cores this process may use, or what :func:`using_threads` set for the block in progress."""
+    if _THREADS.get():
+        return int(_THREADS.get())
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def session(path, threads: int):
+@contextmanager
+def using_threads(n: int | None):
+    """Inside the block, :func:`default_threads` is ``n`` (``None``: unchanged): a sweep task that
+    was given ``n`` CPUs by Ray uses ``n`` threads, not the whole machine's."""
+    token = _THREADS.set(int(n)) if n else None
+    try:
+        yield
+    finally:
+        if token is not None:
+            _THREADS.reset(token)
+
+
+def cuda_available() -> bool:
+    """Whether onnxruntime can run on a CUDA device here: its CUDA provider is installed (the
+    onnxruntime-gpu package) and ``CUDA_VISIBLE_DEVICES`` does not hide every device."""
+    import onnxruntime as ort
+
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
+        return False
+    return "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+def session(path, threads: int, cuda: bool = False):
     """An onnxruntime CPU session: ``threads`` intra-op threads, quiet logs, and onnxruntime's
     native telemetry off, so nothing here (or in serbench, which opens every session through this)
     makes a network attempt. The one place sessions are opened."""
@@ -29,7 +59,14 @@ def session(path, threads: int):
     so = ort.SessionOptions()
     so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
     so.log_severity_level = 3
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    # Idle workers sleep instead of spinning. Spinning bought nothing measurable for one session
+    # alone (static-int8 DistilHuBERT, 8 s clip, 2 threads: 124 ms either way), but a session's
+    # spinning workers keep burning the cores after run() returns: interleaved timing (bench)
+    # then charged them to the next session (static-int8 139 -> 123 ms), and they compete with
+    # the embedding pipeline's decode thread.
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    providers = (["CUDAExecutionProvider"] if cuda else []) + ["CPUExecutionProvider"]
+    return ort.InferenceSession(str(path), so, providers=providers)
 
 
 class EmotionModel:

@@ -1,0 +1,4 @@
+"""``python -m serbench``: the command line, for environments without the ``serbench`` script."""
+from serbench.cli import main
+
+raise SystemExit(main())
