@@ -63,22 +63,22 @@ def test_resume_after_a_crash_gives_the_uninterrupted_numbers(shared_home, tmp_p
                    synthetic=True, synthetic_size="tiny", measure=False)
     clean = Runner(spec, store_path=tmp_path / "clean.sqlite", progress=False, log=lambda *a: None).run()
 
-    real_fold = Runner._fold
+    real_fold = Runner.fold_records
     calls = []
 
-    def crashing(self, db, fold, pending, run_ids):
+    def crashing(self, fold, pending):
         calls.append(fold.index)
         if fold.index == 2:
             raise KeyboardInterrupt("killed")
-        return real_fold(self, db, fold, pending, run_ids)
+        return real_fold(self, fold, pending)
 
-    monkeypatch.setattr(Runner, "_fold", crashing)
+    monkeypatch.setattr(Runner, "fold_records", crashing)
     with pytest.raises(KeyboardInterrupt):
         Runner(spec, store_path=tmp_path / "crash.sqlite", progress=False, log=lambda *a: None).run()
     with store.Store(tmp_path / "crash.sqlite") as db:
         assert set(db.runs()["status"]) == {"failed"}
         assert all(db.finished_folds(int(i)) == [0, 1] for i in db.runs()["id"])
-    monkeypatch.setattr(Runner, "_fold", real_fold)
+    monkeypatch.setattr(Runner, "fold_records", real_fold)
     calls.clear()
     resumed = Runner(spec, store_path=tmp_path / "crash.sqlite", resume=True, progress=False,
                      log=lambda *a: None).run()
