@@ -22,8 +22,8 @@ Every mode starts from a copy of the same template home, so each sees the same c
 The ``--repeats`` repeats run the three modes in a rotating order; per-mode times are medians.
 
 It prints, for each mode, the wall time, the driver's time (planning, store writes, finishing:
-what never runs in parallel), the task phase (``tasks_s``, which includes the driver's store
-writes, done as results arrive), the speed-up over in-process, and whether every run's UA is the
+what never runs in parallel), the task phase (``tasks_s``, without the driver's store writes,
+done as results arrive, nor Ray's start and stop, ``executor_start_s``), the speed-up over in-process, and whether every run's UA is the
 same in all three (OK / MISMATCH). Then, from the fastest in-process sweep: the serial fraction
 s = driver / wall, Ray's fixed overhead (ray-1 wall minus in-process wall, medians), Amdahl's projection
 1 / (s + (1 - s) / N), and a stage-bounded projection: in-process each task is timed (a wrapper
@@ -63,7 +63,7 @@ GRID = {"models": ["egemaps", {"name": "tiny", "weights": "random:0"}], "recipes
         "protocols": ["loso", "kfold-random"], "synthetic": True, "synthetic_size": "small", "measure": False}
 WORKERS = (2, 4, 8, 16, 64)
 KEY = ("model", "recipe", "protocol", "mode", "head")
-TIMINGS = ("wall_s", "driver_s", "plan_s", "write_s", "finish_s", "tasks_s")
+TIMINGS = ("wall_s", "driver_s", "plan_s", "write_s", "finish_s", "tasks_s", "executor_start_s")
 
 
 def cores() -> int:

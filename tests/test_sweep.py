@@ -81,6 +81,10 @@ def test_in_process_sweep_stores_every_run_with_the_numbers_of_serbench_run(in_p
     assert set(zip(df.model, df.protocol)) == {(m, p) for m in ("egemaps", "tiny") for p in ("loso", "kfold-random")}
     content_ = content(folder / "results.sqlite")
     assert set(content_["status"]) == {"finished"}
+    with store_mod.Store(folder / "results.sqlite") as db:       # where every embedding was made
+        hardware = [d["hardware"] for d in db.fold_results()["details"]]
+    assert len(hardware) == 30 and all(h["test_embeddings"].startswith("cpu: ") for h in hardware)
+    assert all(h["train_val_embeddings"].startswith("cpu: ") for h in hardware)
     # the same cell through `serbench run` (one process, no tasks) gives the same UA
     one = serbench.run("tiny", "kfold-random", ("fp32", "dynamic-int8"), weights="random:0", synthetic=True,
                        synthetic_size="tiny", measure=False, home=tmp_path / "h")

@@ -106,7 +106,8 @@ class SweepResult:
     cells: int
     tasks: dict                     # stage -> count planned
     executor: str
-    timings: dict                   # wall, driver (plan, writes, finish), tasks
+    timings: dict                   # seconds: wall_s = executor_start_s (Ray start + stop) + driver_s
+                                    # (plan_s + write_s + finish_s: the serial part) + tasks_s
 
 
 def run(grid_path: str | Path, *, ray: str | None = None, ray_cpus: int | None = None, cpus_per_task: int = 1,
@@ -122,6 +123,7 @@ def run(grid_path: str | Path, *, ray: str | None = None, ray_cpus: int | None =
     grid = grid_mod.load(grid_path)
     specs = grid.cells(synthetic)
     executor = InProcess() if ray is None else OnRay(ray, cpus=ray_cpus, cpus_per_task=cpus_per_task)
+    timings["executor_start_s"] = time.perf_counter() - t0   # ray.init (0 in-process): not the driver's work
     failures: list[dict] = []
     try:
         with store_mod.Store(store) as db:
@@ -138,7 +140,7 @@ def run(grid_path: str | Path, *, ray: str | None = None, ray_cpus: int | None =
             planned = Counter(t.kind for t in tasks)
             log(f"sweep {grid_path}: {len(cells)} cells, {sum(len(c.run_ids) for c in cells)} runs; "
                 f"tasks {', '.join(f'{k} {planned[k]}' for k in STAGES)}; on {executor.name}")
-            timings["plan_s"] = time.perf_counter() - t0
+            timings["plan_s"] = time.perf_counter() - t0 - timings["executor_start_s"]
             done_by = Counter()
             bar = tqdm(total=len(tasks), desc="sweep", unit="task", disable=not progress)
 
@@ -173,7 +175,7 @@ def run(grid_path: str | Path, *, ray: str | None = None, ray_cpus: int | None =
                 raise
             finally:
                 bar.close()
-            timings["tasks_s"] = time.perf_counter() - start
+            timings["tasks_s"] = time.perf_counter() - start - timings["write_s"]   # writes are the driver's
             start = time.perf_counter()
             records = []
             for c in cells:
@@ -185,9 +187,11 @@ def run(grid_path: str | Path, *, ray: str | None = None, ray_cpus: int | None =
                 records += run_records(c.runner, c.runner.finish(db, c.run_ids))
             timings["finish_s"] = time.perf_counter() - start
     finally:
+        start = time.perf_counter()
         if isinstance(executor, OnRay):
             executor.close()
         task_functions._RUNNERS.clear()
+        timings["executor_start_s"] += time.perf_counter() - start   # and its shutdown
     timings["wall_s"] = time.perf_counter() - t0
     timings["driver_s"] = timings["plan_s"] + timings["write_s"] + timings["finish_s"]
     return SweepResult(records, failures, len(cells), {k: planned[k] for k in STAGES}, executor.name,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import traceback
+from collections import Counter
 from dataclasses import dataclass, field
 
 from serbench.errors import SerbenchError
@@ -44,6 +45,7 @@ class InProcess:
     def run(self, tasks: list[Task], done, failed) -> None:
         results: dict[str, object] = {}
         bad: dict[str, str] = {}
+        needed = {d for t in tasks for d in t.deps}   # results kept only for tasks that feed others
         for t in tasks:
             broken = [d for d in t.deps if d in bad]
             if broken:
@@ -58,7 +60,7 @@ class InProcess:
                 bad[t.id] = _reason(exc)
                 failed(t, bad[t.id], traceback.format_exc())
                 continue
-            if any(t.id in u.deps for u in tasks):
+            if t.id in needed:
                 results[t.id] = value
             done(t, value)
 
@@ -104,6 +106,16 @@ class OnRay:
             ref = self._remote.options(**opts).remote(t.kind, self.cpus_per_task, t.args, *[refs[d] for d in t.deps])
             refs[t.id] = ref
             pending[ref] = t
+        users = Counter(d for t in tasks for d in t.deps)   # a result is dropped once its users have it
+
+        def release(t: Task) -> None:
+            for d in t.deps:
+                users[d] -= 1
+                if users[d] == 0:
+                    refs.pop(d, None)   # Ray frees an object when no reference is left
+            if users[t.id] == 0:
+                refs.pop(t.id, None)
+
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
             for ref in ready:
@@ -111,13 +123,15 @@ class OnRay:
                 try:
                     value = ray.get(ref)
                 except ray.exceptions.RayError as exc:   # the task raised, its worker died, ...
-                    broken = [d for d in t.deps if not self._ok(refs[d])]
+                    broken = [d for d in t.deps if d in refs and not self._ok(refs[d])]
                     if broken:
                         failed(t, f"not run: its input {broken[0]!r} failed")
                     else:
                         cause = getattr(exc, "cause", None) or exc
                         failed(t, _reason(cause), str(exc))
+                    release(t)
                     continue
+                release(t)
                 done(t, value)
 
     def _ok(self, ref) -> bool:
