@@ -283,9 +283,10 @@ def main(argv=None) -> int:
           f"{one['wall_s']:.2f} = {s:.3f} (plan {one['plan_s']:.2f} s, store writes {one['write_s']:.2f} s, finish "
           f"{one['finish_s']:.2f} s; every in-process sweep: {each}); Amdahl's ceiling 1/s = {1 / s:.1f}x"),
     print(f"Ray's fixed overhead: ray-1 wall - in-process wall = {overhead:+.1f} s "
-          f"({overhead / base['wall_s']:+.0%} of in-process; its planning {med['ray-1']['plan_s']:.1f} s vs "
-          f"{base['plan_s']:.1f} s includes ray.init; in-process tasks may use every core's threads, "
-          f"a 1-CPU Ray task one)")
+          f"({overhead / base['wall_s']:+.0%} of in-process: Ray's start and stop "
+          f"{med['ray-1'].get('executor_start_s', 0):.1f} s, task time {med['ray-1']['tasks_s']:.1f} s vs "
+          f"{base['tasks_s']:.1f} s: each worker process imports serbench and prepares each cell it meets, and "
+          f"in-process tasks may use every core's threads, a 1-CPU Ray task one)")
     print(f"measured on {n_cores} cores: ray-N / in-process {base['wall_s'] / med['ray-N']['wall_s']:.2f}x, "
           f"ray-N / ray-1 {med['ray-1']['wall_s'] / med['ray-N']['wall_s']:.2f}x "
           f"(Amdahl for {n_cores}: {1 / (s + (1 - s) / n_cores):.2f}x); the shared machine gave a busy loop "

@@ -16,6 +16,8 @@ and the rest of the grid goes on; the cells it broke stay unfinished (failed), f
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -65,7 +67,9 @@ def plan(cells: list[Cell], chunk: int = CHUNK, gpus: bool = False) -> list[Task
         if not cell.pending:
             continue
         probe = spec.mode == "probe"
-        group = f"{spec.model}[{r.weights.get('sha256') or spec.weights}]"
+        data = hashlib.sha256(json.dumps({n: str(src.path) for n, src in r.sources.items()}, sort_keys=True)
+                              .encode()).hexdigest()[:8]   # cells share embeddings only on the same corpora
+        group = f"{spec.model}[{r.weights.get('sha256') or spec.weights}] data {data}"
         deps_all: list[str] = []
         if probe:
             fp32 = None

@@ -7,6 +7,7 @@ the same (:func:`serbench.sweeps.tasks.call`), so the results are too.
 """
 from __future__ import annotations
 
+import logging
 import os
 import traceback
 from collections import Counter
@@ -84,9 +85,10 @@ class OnRay:
         if address == "local":
             n = cpus or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
             ray.init(num_cpus=n, include_dashboard=False, log_to_driver=False, runtime_env=env,
-                     ignore_reinit_error=True)
+                     ignore_reinit_error=True, logging_level=logging.WARNING)
         else:
-            ray.init(address=address, log_to_driver=False, runtime_env=env, ignore_reinit_error=True)
+            ray.init(address=address, log_to_driver=False, runtime_env=env, ignore_reinit_error=True,
+                     logging_level=logging.WARNING)
         self.gpus = ray.cluster_resources().get("GPU", 0) > 0
         self.name = f"ray ({address}: {ray.cluster_resources().get('CPU', 0):.0f} CPUs" \
                     f"{', GPU' if self.gpus else ''})"
