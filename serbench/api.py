@@ -181,8 +181,9 @@ def sweep(grid: str | Path, *, ray: str | None = None, resume: bool = False, syn
     with paths.using_home(home):
         res = sweeps.run(grid, ray=ray, resume=resume, synthetic=synthetic, store=store, progress=progress,
                          log=log or (lambda *_: None), **options)
-    df = pd.DataFrame([_flat(r) for r in res.records], columns=list(RUN_COLUMNS))
-    df.attrs.update(runs=res.records, failures=res.failures, tasks=res.tasks, timings=res.timings,
+    records = [rec for runner, results in res.finished for rec in run_records(runner, results)]
+    df = pd.DataFrame([_flat(r) for r in records], columns=list(RUN_COLUMNS))
+    df.attrs.update(runs=records, failures=res.failures, tasks=res.tasks, timings=res.timings,
                     executor=res.executor, cells=res.cells)
     return df
 

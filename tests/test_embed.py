@@ -213,3 +213,19 @@ def test_prefetch_stays_within_its_bound_and_the_progress_bar_counts(synthetic, 
     assert max(ahead) >= prefetch                       # and it really decodes ahead of the encoder
     assert [(b.total, b.n) for b in counts] == [(len(files), len(files))]
     assert not _pipeline_threads()
+
+
+def test_prime_puts_embeddings_made_elsewhere_into_this_cache_so_nothing_is_recomputed(synthetic, tmp_path):
+    """What a sweep's fold task does on a node whose cache lacks the embed tasks' results."""
+    from serbench import paths
+
+    files = sorted(str(p) for p in (synthetic["emodb"] / "wav").glob("*.wav"))[:5]
+    with paths.using_home(tmp_path / "node-a"):
+        X, _ = embed_files(files, CountingEncoder(), "counting", progress=False)
+    with paths.using_home(tmp_path / "node-b"):
+        assert embed.prime(files[:3], X[:3], "counting", audio.Preprocess()) == 3
+        assert embed.prime(files[:3], X[:3], "counting", audio.Preprocess()) == 0   # already there
+        enc = CountingEncoder()
+        Xb, stats = embed_files(files, enc, "counting", progress=False)
+    assert stats["cache_hits"] == 3 and enc.calls == 2
+    np.testing.assert_array_equal(Xb, X)

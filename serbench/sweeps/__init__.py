@@ -105,7 +105,7 @@ def plan(cells: list[Cell], chunk: int = CHUNK, gpus: bool = False) -> list[Task
 
 @dataclass
 class SweepResult:
-    records: list[dict]             # one per finished run (serbench.api.run_records)
+    finished: list[tuple]           # (runner, its RecipeResults) per finished cell
     failures: list[dict]            # {task, stage, reason, inputs}
     cells: int
     tasks: dict                     # stage -> count planned
@@ -119,7 +119,6 @@ def run(grid_path: str | Path, *, ray: str | None = None, ray_cpus: int | None =
         progress: bool = True, log=print) -> SweepResult:
     """Run the grid (see the module docstring); ``ray``: ``None`` (in this process), ``"local"``
     or a cluster address. ``ray_cpus`` caps a local Ray's CPUs."""
-    from serbench.api import run_records
     from serbench.runner import Runner
 
     t0 = time.perf_counter()
@@ -181,14 +180,14 @@ def run(grid_path: str | Path, *, ray: str | None = None, ray_cpus: int | None =
                 bar.close()
             timings["tasks_s"] = time.perf_counter() - start - timings["write_s"]   # writes are the driver's
             start = time.perf_counter()
-            records = []
+            finished = []
             for c in cells:
                 if c.failures or c.left:
                     c.runner.fail(db, c.run_ids, RuntimeError(
                         f"{len(c.failures) or c.left} fold task(s) of this sweep cell failed: "
                         + "; ".join(c.failures[:3])))
                     continue
-                records += run_records(c.runner, c.runner.finish(db, c.run_ids))
+                finished.append((c.runner, c.runner.finish(db, c.run_ids)))
             timings["finish_s"] = time.perf_counter() - start
     finally:
         start = time.perf_counter()
@@ -198,7 +197,7 @@ def run(grid_path: str | Path, *, ray: str | None = None, ray_cpus: int | None =
         timings["executor_start_s"] += time.perf_counter() - start   # and its shutdown
     timings["wall_s"] = time.perf_counter() - t0
     timings["driver_s"] = timings["plan_s"] + timings["write_s"] + timings["finish_s"]
-    return SweepResult(records, failures, len(cells), {k: planned[k] for k in STAGES}, executor.name,
+    return SweepResult(finished, failures, len(cells), {k: planned[k] for k in STAGES}, executor.name,
                        {k: round(v, 3) for k, v in timings.items()})
 
 
