@@ -192,3 +192,9 @@ def test_the_plan_shares_reference_embeddings_between_protocols_and_builds_calib
     ids = [t.id for t in tasks]
     for t in tasks:                                         # dependency order
         assert all(ids.index(d) < ids.index(t.id) for d in t.deps)
+
+
+def test_ray_without_the_extra_installed_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)           # `import ray` fails as if not installed
+    with pytest.raises(SerbenchError, match=r"serbench\[ray\]"):
+        serbench.sweep(write_grid(tmp_path), ray="local", home=tmp_path / "home")
