@@ -198,3 +198,21 @@ def test_ray_without_the_extra_installed_is_a_clear_error(tmp_path, monkeypatch)
     monkeypatch.setitem(sys.modules, "ray", None)           # `import ray` fails as if not installed
     with pytest.raises(SerbenchError, match=r"serbench\[ray\]"):
         serbench.sweep(write_grid(tmp_path), ray="local", home=tmp_path / "home")
+
+
+def test_a_cell_that_fails_to_finish_is_reported_and_the_others_finish(tmp_path, monkeypatch):
+    from serbench.runner import Runner
+
+    real = Runner.finish
+
+    def finish(self, db, run_ids):
+        if self.protocol.name == "loso":
+            raise OSError("no space left on the device")
+        return real(self, db, run_ids)
+
+    monkeypatch.setattr(Runner, "finish", finish)
+    df = serbench.sweep(write_grid(tmp_path, models=["egemaps"]), home=tmp_path / "home",
+                        store=tmp_path / "results.sqlite")
+    assert list(df.protocol) == ["kfold-random"]
+    [failure] = df.attrs["failures"]
+    assert failure["stage"] == "finish" and "egemaps/loso" in failure["task"] and "no space" in failure["reason"]

@@ -187,7 +187,12 @@ def run(grid_path: str | Path, *, ray: str | None = None, ray_cpus: int | None =
                         f"{len(c.failures) or c.left} fold task(s) of this sweep cell failed: "
                         + "; ".join(c.failures[:3])))
                     continue
-                finished.append((c.runner, c.runner.finish(db, c.run_ids)))
+                try:   # statistics, measurement: one cell's failure does not cost the others
+                    finished.append((c.runner, c.runner.finish(db, c.run_ids)))
+                except Exception as exc:
+                    failures.append({"task": f"finish {c.name}", "stage": "finish",
+                                     "reason": f"{type(exc).__name__}: {exc}", "inputs": {"cell": c.name}})
+                    c.runner.fail(db, c.run_ids, exc)
             timings["finish_s"] = time.perf_counter() - start
     finally:
         start = time.perf_counter()
