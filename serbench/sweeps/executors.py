@@ -82,13 +82,17 @@ class OnRay:
         from serbench import paths
 
         env = {"env_vars": {"SERBENCH_HOME": str(paths.home()), "PYTHONWARNINGS": "ignore"}}
-        if address == "local":
-            n = cpus or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
-            ray.init(num_cpus=n, include_dashboard=False, log_to_driver=False, runtime_env=env,
-                     ignore_reinit_error=True, logging_level=logging.WARNING)
-        else:
-            ray.init(address=address, log_to_driver=False, runtime_env=env, ignore_reinit_error=True,
-                     logging_level=logging.WARNING)
+        try:
+            if address == "local":
+                n = cpus or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
+                ray.init(num_cpus=n, include_dashboard=False, log_to_driver=False, runtime_env=env,
+                         ignore_reinit_error=True, logging_level=logging.WARNING)
+            else:
+                ray.init(address=address, log_to_driver=False, runtime_env=env, ignore_reinit_error=True,
+                         logging_level=logging.WARNING)
+        except Exception as exc:   # no cluster at that address, a port taken, ...
+            raise SerbenchError(f"--ray {address}: could not {'start' if address == 'local' else 'join'} Ray: "
+                                f"{type(exc).__name__}: {exc}") from exc
         self.gpus = ray.cluster_resources().get("GPU", 0) > 0
         self.name = f"ray ({address}: {ray.cluster_resources().get('CPU', 0):.0f} CPUs" \
                     f"{', GPU' if self.gpus else ''})"
