@@ -243,11 +243,11 @@ def dumps(fitted: nn.Module, classes, kind: str) -> bytes:
     return buf.getvalue()
 
 
-def save(fitted: nn.Module, target: Path, classes, kind: str) -> None:
-    """Write the fitted head atomically (:func:`dumps`)."""
+def save(dumped: bytes, target: Path) -> None:
+    """Write a head made by :func:`dumps` atomically (:func:`restore` reads it)."""
     from serbench import atomic
 
-    atomic.write_bytes(target, dumps(fitted, classes, kind), what="trained head")
+    atomic.write_bytes(target, dumped, what="trained head")
 
 
 def restore(path: Path) -> tuple[nn.Module, list[str]]:

@@ -6,6 +6,7 @@ so two records of the same machine or checkout can never disagree on how it was 
 """
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import subprocess
@@ -68,6 +69,7 @@ def git_state() -> tuple[str | None, bool | None]:
     return commit or None, bool(status.strip())
 
 
+@functools.lru_cache(maxsize=1)
 def cpu_model() -> str | None:
     """The CPU's marketing name: /proc/cpuinfo (Linux), sysctl (macOS), else py-cpuinfo if
     installed, else ``platform.processor()``."""

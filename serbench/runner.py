@@ -164,8 +164,9 @@ class Runner:
             config = self._config(recipe)
             key = dict(model=self.entry.name, recipe=recipe.name, protocol=self.protocol.name,
                        mode=self.spec.mode, config=config)
-            if self.resume and self.keep_finished and db.find_finished(**key) is not None:
-                ids[recipe.name] = db.find_finished(**key)   # a resumed sweep keeps what it finished
+            kept = db.find_finished(**key) if self.resume and self.keep_finished else None
+            if kept is not None:
+                ids[recipe.name] = kept   # a resumed sweep keeps what it finished
                 continue
             run_id = db.find_unfinished(**key) if self.resume else None
             if self.resume and run_id is None:
@@ -184,7 +185,7 @@ class Runner:
 
     def run(self) -> list[RecipeResult]:
         """Prepare, open the runs, do every unfinished fold, finish: in this process. A sweep
-        (:mod:`serbench.sweep`) calls the same steps, with the folds as tasks elsewhere."""
+        (:mod:`serbench.sweeps`) calls the same steps, with the folds as tasks elsewhere."""
         with store.Store(self.store_path) as db:
             run_ids = self.open(db)
             try:
@@ -356,7 +357,7 @@ class Runner:
             rid = run_ids[r["recipe"]]
             folder = db.run_files(rid)
             atomic.makedirs(folder, "the folder of the run's trained heads")
-            atomic.write_bytes(folder / f"fold{r['fold']}.pt", r["head"], what="trained head")
+            heads.save(r["head"], folder / f"fold{r['fold']}.pt")
             atomic.write_bytes(folder / "classes.json", json.dumps(list(self.classes)),
                                what="classes of the trained heads")
             db.write_fold(rid, r["fold"], metrics=r["metrics"], audit=r["audit"], utt_ids=r["utt_ids"],

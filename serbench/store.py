@@ -109,18 +109,17 @@ class Store:
     def find_unfinished(self, *, model: str, recipe: str, protocol: str, mode: str, config: Mapping) -> int | None:
         """The newest run with exactly this configuration that is not finished (running or
         failed), or ``None``: what ``--resume`` continues."""
-        row = self._conn.execute(
-            "SELECT id FROM runs WHERE config_hash = ? AND status != 'finished' ORDER BY id DESC LIMIT 1",
-            (config_hash(model, recipe, protocol, mode, config),),
-        ).fetchone()
-        return None if row is None else int(row[0])
+        return self._newest(config_hash(model, recipe, protocol, mode, config), finished=False)
 
     def find_finished(self, *, model: str, recipe: str, protocol: str, mode: str, config: Mapping) -> int | None:
         """The newest finished run with exactly this configuration, or ``None``: what a resumed
         sweep keeps instead of running again."""
+        return self._newest(config_hash(model, recipe, protocol, mode, config), finished=True)
+
+    def _newest(self, config_hash_: str, finished: bool) -> int | None:
         row = self._conn.execute(
-            "SELECT id FROM runs WHERE config_hash = ? AND status = 'finished' ORDER BY id DESC LIMIT 1",
-            (config_hash(model, recipe, protocol, mode, config),),
+            f"SELECT id FROM runs WHERE config_hash = ? AND status {'=' if finished else '!='} 'finished' "
+            "ORDER BY id DESC LIMIT 1", (config_hash_,),
         ).fetchone()
         return None if row is None else int(row[0])
 

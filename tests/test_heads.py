@@ -102,7 +102,7 @@ def test_saved_head_restores_to_the_same_outputs(name, tmp_path):
     Xt, yt = _data(80, 1)
     Xv, yv = _data(40, 2)
     fitted = heads.fit(entry, Xt, yt, Xv, yv, CLASSES)
-    heads.save(fitted.model, tmp_path / "fold0.pt", CLASSES, entry.kind)
+    heads.save(heads.dumps(fitted.model, CLASSES, entry.kind), tmp_path / "fold0.pt")
     restored, classes = heads.restore(tmp_path / "fold0.pt")
     X, _ = _data(15, 3)
     assert classes == CLASSES

@@ -49,8 +49,8 @@ def cuda_available() -> bool:
 
 
 def session(path, threads: int, cuda: bool = False):
-    """An onnxruntime CPU session: ``threads`` intra-op threads, quiet logs, and onnxruntime's
-    native telemetry off, so nothing here (or in serbench, which opens every session through this)
+    """An onnxruntime session (CPU; CUDA first when ``cuda``): ``threads`` intra-op threads, idle
+    workers sleeping, quiet logs, and onnxruntime's native telemetry off, so nothing here (or in serbench, which opens every session through this)
     makes a network attempt. The one place sessions are opened."""
     import onnxruntime as ort
 

@@ -39,8 +39,7 @@ class Cell:
     runner: object
     run_ids: dict
     pending: list                   # [(fold, [recipes])]
-    left: int = 0                   # fold tasks not yet done
-    failures: list = field(default_factory=list)
+    failures: list = field(default_factory=list)   # of its fold tasks (a failed build/embed reaches it through them)
 
     @property
     def name(self) -> str:
@@ -96,10 +95,9 @@ def plan(cells: list[Cell], chunk: int = CHUNK, gpus: bool = False) -> list[Task
                                                  "calibrated_on": f"fold {fold.index} training" if rec.calibration
                                                  else None})))
             add(Task(f"fold {cell.name} #{fold.index}", "fold", (spec, fold.index, [x.name for x in recipes]),
-                     deps=deps, gpu=gpus and not probe,
+                     deps=deps, gpu=gpus and not probe, cell=cell,
                      inputs={"cell": cell.name, "fold": f"{fold.index} ({fold.name})",
                              "recipes": [x.name for x in recipes]}))
-            cell.left += 1
     return tasks
 
 
@@ -139,7 +137,6 @@ def run(grid_path: str | Path, *, ray: str | None = None, ray_cpus: int | None =
                 if isinstance(executor, InProcess):   # tasks here reuse the driver's prepared runner
                     task_functions._RUNNERS[task_functions.spec_key(spec)] = r
             tasks = plan(cells, gpus=getattr(executor, "gpus", False))
-            owner = {f"fold {c.name} #{fold.index}": c for c in cells for fold, _ in c.pending}
             planned = Counter(t.kind for t in tasks)
             log(f"sweep {grid_path}: {len(cells)} cells, {sum(len(c.run_ids) for c in cells)} runs; "
                 f"tasks {', '.join(f'{k} {planned[k]}' for k in STAGES)}; on {executor.name}")
@@ -153,19 +150,17 @@ def run(grid_path: str | Path, *, ray: str | None = None, ray_cpus: int | None =
                 bar.update()
 
             def done(task: Task, value) -> None:
-                if task.kind == "fold":
+                if task.cell is not None:
                     start = time.perf_counter()
-                    cell = owner[task.id]
-                    cell.runner.write(db, cell.run_ids, value)
-                    cell.left -= 1
+                    task.cell.runner.write(db, task.cell.run_ids, value)
                     timings["write_s"] += time.perf_counter() - start
                 done_by[task.kind] += 1
                 update()
 
             def failed(task: Task, reason: str, detail: str | None = None) -> None:
                 failures.append({"task": task.id, "stage": task.kind, "reason": reason, "inputs": task.inputs})
-                if task.id in owner:   # a build/embed failure reaches its cells through their folds
-                    owner[task.id].failures.append(reason)
+                if task.cell is not None:   # a build/embed failure reaches its cells through their folds
+                    task.cell.failures.append(reason)
                 bar.write(f"FAILED {task.id}: {reason}\n  inputs: {task.inputs}")
                 update()
 
@@ -182,9 +177,9 @@ def run(grid_path: str | Path, *, ray: str | None = None, ray_cpus: int | None =
             start = time.perf_counter()
             finished = []
             for c in cells:
-                if c.failures or c.left:
+                if c.failures:   # (a fold missing for any other reason stops finish_run, below)
                     c.runner.fail(db, c.run_ids, RuntimeError(
-                        f"{len(c.failures) or c.left} fold task(s) of this sweep cell failed: "
+                        f"{len(c.failures)} fold task(s) of this sweep cell failed: "
                         + "; ".join(c.failures[:3])))
                     continue
                 try:   # statistics, measurement: one cell's failure does not cost the others

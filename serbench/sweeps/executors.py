@@ -25,10 +25,7 @@ class Task:
     deps: list[str] = field(default_factory=list)   # tasks whose results are appended to args, in order
     gpu: bool = False           # asks Ray for a GPU (float embedding, fine-tuning, when the cluster has one)
     inputs: dict = field(default_factory=dict)      # what to print when it fails
-
-    @property
-    def stage(self) -> str:
-        return self.kind
+    cell: object = None         # a fold task's sweep cell (driver side only; never sent to a worker)
 
 
 def _reason(exc: BaseException) -> str:
