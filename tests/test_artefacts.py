@@ -166,17 +166,19 @@ def test_static_int8_leaves_attention_matmuls_float_and_quantises_weights(setup)
     assert not any(fed_by_dq[name] for name in attention)
 
 
-def test_static_int8_keeps_the_first_conv_float_and_gelu_whole(setup):
-    """The two speed choices of the recipe, as they show in the graph: the first conv is not fed
-    by DequantizeLinear while the later ones are, and GELU is one node (not Div/Erf/Mul)."""
+def test_static_int8_keeps_the_first_block_float_and_gelu_whole(setup):
+    """The speed choices, as they show in the graph: the first block is exported folded (one
+    MatMul, no InstanceNormalization) and stays float (weight_matmuls_only: its MatMul holds no
+    weight), the later convs are fed by DequantizeLinear, and GELU is one node (not Div/Erf/Mul)."""
     graph = _static_int8_graph(setup)
     convs = {name: any(fed) for name, fed in _dequantised_inputs(graph, "Conv").items()
              if "feature_extractor/conv_layers" in name}
-    first = [name for name in convs if "conv_layers.0/" in name]
-    assert len(first) == 1 and not convs[first[0]]
-    assert all(quantised for name, quantised in convs.items() if name != first[0]) and len(convs) == 3
+    assert len(convs) == 2 and all(convs.values())          # tiny: conv_layers.1 and .2
+    first = {name: any(fed) for name, fed in _dequantised_inputs(graph, "MatMul").items()
+             if "conv_layers.0/" in name}
+    assert first and not any(first.values())
     ops = {n.op_type for n in graph.node}
-    assert "Gelu" in ops and "Erf" not in ops
+    assert "Gelu" in ops and "Erf" not in ops and "InstanceNormalization" not in ops
 
 
 def test_exclusion_pattern_that_matches_nothing_is_an_error(setup, tmp_path, monkeypatch):

@@ -25,7 +25,7 @@ from serbench.entries import ModelEntry, RecipeEntry
 from serbench.errors import SerbenchError
 from serbench.provenance import package_versions
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the first conv block exported folded (serbench.artefacts.first_conv)
 # the libraries whose versions change an artefact's bytes: recorded in its metadata, part of its cache key
 LIBRARIES = ("torch", "transformers", "onnx", "onnxruntime", "neural-compressor", "opensmile")
 META = "artefact.json"

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from serbench import backbones, runtime
+from serbench.artefacts import first_conv
 from serbench.artefacts.cache import Artefact, fit
 from serbench.artefacts.methods import MAX_CALIBRATION_CLIPS, Method, register
 from serbench.entries import ModelEntry, RecipeEntry
@@ -44,7 +45,7 @@ def export_onnx(model_entry: ModelEntry, model, out: Path, opset: int = 17) -> N
 
     net = backbones.stacked(model, model_entry.normalize)
     dummy = torch.zeros(1, model_entry.sample_rate, dtype=torch.float32)
-    with warnings.catch_warnings():
+    with first_conv.folded(model), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(net, (dummy,), str(out), input_names=[ONNX_INPUT], output_names=[ONNX_OUTPUT],
                           dynamic_axes={ONNX_INPUT: {0: "batch", 1: "samples"},
