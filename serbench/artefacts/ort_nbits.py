@@ -17,19 +17,31 @@ transformer's MatMuls, which static int8 stores at 8 bits. So the method runs, o
    ``accuracy_level`` 4 lets it compute in int8 (faster on CPUs with VNNI).
 
 MatMuls between two activations (attention scores and context) hold no weights and stay float.
-What each choice bought on DistilHuBERT is written in ``registry/recipes/int4-matmul.yaml``.
+
+Convolutions may instead be quantised weight-only, activations float: ``convs_weight_only``
+names (``fnmatch``, as above) the convs whose weights become int8 per output channel
+(symmetric, as static's), ``convs_4bit`` those that become int4 in blocks of ``conv_block_size``
+along the input channels (one fp32 scale per block, a uint4 zero point unless ``symmetric``),
+each a ``DequantizeLinear`` feeding the float ``Conv`` (blocked int4 needs opset 21, to which the
+graph is converted). Sub-8-bit convs are why: onnxruntime's quantisers give convs 8 bits or
+per-channel 4 (its block-wise one takes 2-D weights only). The price is speed: onnxruntime runs
+such a conv in float, so weight-only feature-encoder convs are about fp32's time. When no conv is left for static, static is not run and the recipe needs
+no calibration. What each choice bought on DistilHuBERT is written in
+``registry/recipes/int4-matmul.yaml`` and ``registry/recipes/int4-convs.yaml``.
 """
 from __future__ import annotations
 
 import dataclasses
-import fnmatch
+import glob
 import logging
 from pathlib import Path
 
+import numpy as np
+
 from serbench.artefacts.methods import Method, find, register
-from serbench.artefacts.onnxruntime import OrtEncoder, matched
+from serbench.artefacts.onnxruntime import OrtEncoder, _preprocessed, matched
 from serbench.errors import SerbenchError
-from serbench.schema import Field
+from serbench.schema import Field, positive
 
 # the static method's options that mean something for convolutions only: the op list is this
 # method's to fix (Conv), and there are no float weight MatMuls left for weight_matmuls_only
@@ -49,7 +61,11 @@ NBITS_OPTIONS = (
     Field("accuracy_level", int, choices=(0, 1, 2, 3, 4)),
     Field("matmuls_8bit", list, items=str),
     Field("block_size_8bit", int, check=_block_size),
+    Field("convs_weight_only", list, items=str),
+    Field("convs_4bit", list, items=str),
+    Field("conv_block_size", int, check=positive),
 )
+BLOCKED_OPSET = 21  # DequantizeLinear's block_size and int4 inputs
 
 
 def _quantizer():
@@ -86,17 +102,89 @@ def _nbits(model, bits: int, block_size: int, opts: dict, exclude: list[str]):
     return quantizer.model.model
 
 
+def _weight_only(graph, conv, bits: int, block: int, symmetric: bool) -> None:
+    """Replaces ``conv``'s float weight initializer by a ``DequantizeLinear`` of its ``bits``-bit
+    copy: int8 per output channel (axis 0), or int4 in blocks of ``block`` along axis 1."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    inits = {t.name: t for t in graph.initializer}
+    if conv.input[1] not in inits:
+        raise SerbenchError(f"conv {conv.name!r}: its weight {conv.input[1]!r} is not a stored tensor")
+    w = numpy_helper.to_array(inits[conv.input[1]]).astype(np.float32)
+    base = conv.input[1]
+    if bits == 8:
+        scale = np.abs(w).reshape(len(w), -1).max(axis=1) / 127
+        scale[scale == 0] = 1.0
+        q = np.clip(np.round(w / scale.reshape((-1,) + (1,) * (w.ndim - 1))), -128, 127)
+        tensors = [numpy_helper.from_array(q.astype(np.int8), base + "_q8"), numpy_helper.from_array(scale, base + "_s")]
+        attrs = {"axis": 0}
+    else:
+        n = -(-w.shape[1] // block)                     # blocks along axis 1, the last one padded
+        wb = np.pad(np.moveaxis(w, 1, -1), [(0, 0)] * (w.ndim - 1) + [(0, n * block - w.shape[1])])
+        wb = wb.reshape(wb.shape[:-1] + (n, block))
+        lo, hi = np.minimum(wb.min(-1), 0), np.maximum(wb.max(-1), 0)
+        scale = np.maximum(-lo, hi) / 7 if symmetric else (hi - lo) / 15
+        scale[scale == 0] = 1.0
+        zero = np.zeros_like(scale) if symmetric else np.clip(np.round(-lo / scale), 0, 15)
+        q = np.clip(np.round(wb / scale[..., None]) + zero[..., None], -8 if symmetric else 0, 7 if symmetric else 15)
+        q = np.moveaxis(q.reshape(q.shape[:-2] + (-1,))[..., :w.shape[1]], -1, 1)
+        kind = TensorProto.INT4 if symmetric else TensorProto.UINT4
+        tensors = [_packed(base + "_q4", kind, q), numpy_helper.from_array(np.moveaxis(scale, -1, 1), base + "_s")]
+        if not symmetric:
+            tensors.append(_packed(base + "_zp", kind, np.moveaxis(zero, -1, 1)))
+        attrs = {"axis": 1, "block_size": block}
+    graph.initializer.extend(tensors)
+    dq = helper.make_node("DequantizeLinear", [t.name for t in tensors], [base + "_dequantized"],
+                          name=conv.name + "_weight_DequantizeLinear", **attrs)
+    graph.node.insert(list(graph.node).index(conv), dq)
+    conv.input[1] = dq.output[0]
+    if all(base not in n.input for n in graph.node):
+        graph.initializer.remove(inits[base])
+
+
+def _packed(name: str, kind, q: np.ndarray):
+    """An INT4/UINT4 tensor, two values a byte, the first in the low nibble (ONNX's layout)."""
+    from onnx import helper
+
+    v = q.astype(np.int64).ravel() & 0xF
+    v = np.append(v, 0) if v.size % 2 else v
+    return helper.make_tensor(name, kind, q.shape, (v[0::2] | v[1::2] << 4).astype(np.uint8).tobytes(), raw=True)
+
+
 def _build(model_entry, recipe, model, clips, out: Path):
     import onnx
 
     opts = recipe.options
-    convs = dataclasses.replace(recipe, options={**{f.name: opts[f.name] for f in CONV_OPTIONS if f.name in opts},
-                                                 "op_types_to_quantize": ["Conv"]})
-    file, extra = find("onnxruntime", "static").build(model_entry, convs, model, clips, out)
-    graph = onnx.load(str(out / file))
+    pre = _preprocessed(model_entry, recipe, model, out)
+    graph = onnx.load(str(pre))
+    pre.unlink()
+    nodes = [n.name for n in graph.graph.node]
+    float_nodes = matched(recipe, model_entry.name, nodes, "nodes_to_exclude", "node")
+    conv_names = [n.name for n in graph.graph.node if n.op_type == "Conv"]
+    weight_only = {c: 8 for c in matched(recipe, model_entry.name, conv_names, "convs_weight_only", "Conv")}
+    four = matched(recipe, model_entry.name, conv_names, "convs_4bit", "Conv")
+    clash = sorted(set(four) & set(weight_only) | set(float_nodes) & ({*weight_only, *four}))
+    if clash:
+        raise SerbenchError(f"recipe {recipe.name!r} ({recipe.path}): conv {clash[0]!r} is named by more than one of "
+                            "nodes_to_exclude, convs_weight_only and convs_4bit")
+    weight_only.update((c, 4) for c in four)
+    extra = {}
+    if [c for c in conv_names if c not in weight_only and c not in float_nodes]:  # static's int8 convs
+        if not recipe.calibration:
+            raise SerbenchError(f"recipe {recipe.name!r} ({recipe.path}) leaves convs to static int8, which "
+                                "calibrates: set calibration: true, or name every conv in convs_weight_only/convs_4bit")
+        exclude = [*(opts.get("nodes_to_exclude") or []), *(glob.escape(c) for c in weight_only)]
+        convs = dataclasses.replace(recipe, options={**{f.name: opts[f.name] for f in CONV_OPTIONS if f.name in opts},
+                                                     "op_types_to_quantize": ["Conv"], "nodes_to_exclude": exclude})
+        file, extra = find("onnxruntime", "static").build(model_entry, convs, model, clips, out)
+        graph = onnx.load(str(out / file))
+    file = "model.onnx"
+    if four and next(i.version for i in graph.opset_import if i.domain in ("", "ai.onnx")) < BLOCKED_OPSET:
+        from onnx import version_converter  # before MatMulNBits, whose contrib op it does not know
+        graph = version_converter.convert_version(graph, BLOCKED_OPSET)
     names = weight_matmuls(graph.graph)
-    # nodes_to_exclude means "kept float" for MatMuls too (static has already checked its patterns)
-    keep = {n for p in opts.get("nodes_to_exclude") or [] for n in fnmatch.filter(names, p)}
+    # nodes_to_exclude means "kept float" for MatMuls too
+    keep = set(float_nodes) & set(names)
     eight = [n for n in matched(recipe, model_entry.name, names, "matmuls_8bit", "weight MatMul") if n not in keep]
     if eight:
         graph = _nbits(graph, 8, opts.get("block_size_8bit", 128), opts, [n for n in names if n not in eight])
@@ -106,8 +194,15 @@ def _build(model_entry, recipe, model, clips, out: Path):
     if left:  # MatMulNBits takes 2-D weights only: say so rather than ship float MatMuls unnoticed
         raise SerbenchError(f"recipe {recipe.name!r}: MatMulNBits left weight MatMuls of {model_entry.name!r} "
                             f"in float: {left[:3]}")
+    for conv in [n for n in graph.graph.node if n.name in weight_only]:
+        _weight_only(graph.graph, conv, weight_only[conv.name], opts.get("conv_block_size", 32),
+                     opts.get("symmetric", False))
+    if four:
+        graph.ir_version = max(graph.ir_version, 10)  # INT4 tensors
     onnx.save(graph, str(out / file))
-    return file, {**extra, "matmul_bits": {n: 32 if n in keep else 8 if n in eight else bits for n in names}}
+    return file, {**extra, "matmul_bits": {n: 32 if n in keep else 8 if n in eight else bits for n in names},
+                  "conv_bits": {c: 32 if c in float_nodes else weight_only.get(c, 8) for c in conv_names},
+                  "convs_weight_only": sorted(weight_only)}
 
 register(Method("onnxruntime", "matmul-nbits", CONV_OPTIONS + NBITS_OPTIONS, _build, format="onnx",
                 encoder=OrtEncoder, onnx=True, calibrated=True))
