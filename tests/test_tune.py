@@ -64,7 +64,7 @@ def test_written_recipe_loads_through_the_registry_and_builds(tuned, home):
     assert r["path"] == str(paths.home() / "registry" / "recipes" / "hard.yaml")
     entry, base = registry.load_recipe("hard"), registry.load_recipe("static-int8")
     assert (entry.backend, entry.method, entry.calibration) == (base.backend, base.method, base.calibration)
-    assert entry.options["nodes_to_exclude"] == base.options["nodes_to_exclude"] + r["float_nodes"]
+    assert entry.options["nodes_to_exclude"] == base.options.get("nodes_to_exclude", []) + r["float_nodes"]
     assert {k: v for k, v in entry.options.items() if k != "nodes_to_exclude"} == \
         {k: v for k, v in base.options.items() if k != "nodes_to_exclude"}
     assert f"{r['final']['fidelity']:.4f}" in entry.description and "RANDOM-INIT" in entry.description

@@ -21,6 +21,16 @@ from __future__ import annotations
 
 import contextlib
 
+# where the exporter puts the folded block's nodes (torch.onnx names nodes by module path)
+SCOPE = "/feature_extractor/conv_layers.0/"
+
+
+def float_nodes(graph) -> list[str]:
+    """The folded block's MatMuls in an exported graph: the clip's patch covariance and the
+    normalised conv. They hold no weights, and quantising them would quantise the statistics the
+    normalisation is computed from, so every quantising method keeps them float."""
+    return [n.name for n in graph.node if n.op_type == "MatMul" and SCOPE in n.name]
+
 
 def _foldable(layer) -> bool:
     conv, norm = getattr(layer, "conv", None), getattr(layer, "layer_norm", None)

@@ -108,9 +108,10 @@ def _excluded_nodes(recipe: RecipeEntry, model_name: str, path: Path) -> list[st
     """Names of the nodes a static recipe keeps in float.
 
     ``nodes_to_exclude`` holds shell-style patterns (``fnmatch``) matched against node names, so
-    one recipe serves every model whose exporter names nodes alike (``*/conv_layers.0/conv/Conv``
-    is the first conv of any wav2vec2-family model). A pattern that matches nothing is an error:
-    a recipe that silently stops excluding what it says it excludes measures something else.
+    one recipe serves every model whose exporter names nodes alike (``*/pos_conv_embed/conv/Conv``
+    is the positional conv of any wav2vec2-family model). A pattern that matches nothing is an
+    error: a recipe that silently stops excluding what it says it excludes measures something
+    else. The folded first block's MatMuls (:func:`first_conv.float_nodes`) are always kept float.
     """
     import onnx
 
@@ -118,6 +119,7 @@ def _excluded_nodes(recipe: RecipeEntry, model_name: str, path: Path) -> list[st
     out = matched(recipe, model_name, [n.name for n in graph.node], "nodes_to_exclude", "node")
     if recipe.options.get("weight_matmuls_only"):
         out += _activation_matmuls(graph)
+    out += first_conv.float_nodes(graph)
     return list(dict.fromkeys(out))
 
 
