@@ -153,12 +153,13 @@ class Preprocess:
     peak: float | None = 0.95
     seconds: float | None = 8.0
 
-    def __call__(self, wave: np.ndarray) -> tuple[np.ndarray, int]:
-        """Return ``(processed, n_valid)``: ``n_valid`` samples are speech, the rest padding.
+    def __call__(self, wave: np.ndarray, pad: bool = True) -> tuple[np.ndarray, int]:
+        """Return ``(processed, n_valid)``: ``n_valid`` samples are speech, the rest padding
+        (none with ``pad=False``).
 
         The numpy implementation the exported runtime runs too (:func:`serbench.runtime.preprocess`),
         so training, evaluation and a deployed model folder preprocess identically."""
-        return runtime.preprocess(wave, self.config())
+        return runtime.preprocess(wave, self.config(), pad)
 
     @property
     def length(self) -> int | None:

@@ -32,12 +32,13 @@ def trim_interval(y: np.ndarray, top_db: float = 20.0, frame_length: int = 2048,
     return int(keep[0] * hop_length), int(min(y.size, (keep[-1] + 1) * hop_length))
 
 
-def preprocess(wave: np.ndarray, cfg: dict) -> tuple[np.ndarray, int]:
+def preprocess(wave: np.ndarray, cfg: dict, pad: bool = True) -> tuple[np.ndarray, int]:
     """``serbench.audio.Preprocess`` without librosa/scipy: ``(processed, n_valid)``.
 
-    Trim -> cut to ``seconds`` -> pre-emphasis -> peak-normalise -> zero-pad to ``seconds``.
+    Trim -> cut to ``seconds`` -> pre-emphasis -> peak-normalise -> zero-pad to ``seconds``
+    (``pad=False``: not padded, for callers that keep only the ``n_valid`` speech samples anyway).
     """
-    y = np.asarray(wave, np.float32)
+    y = src = np.asarray(wave, np.float32)
     if cfg.get("trim_db") is not None and y.size:
         a, b = trim_interval(y, float(cfg["trim_db"]))
         y = y[a:b]
@@ -51,17 +52,18 @@ def preprocess(wave: np.ndarray, cfg: dict) -> tuple[np.ndarray, int]:
     if cfg.get("peak") is not None and y.size:
         top = float(np.max(np.abs(y)))
         if top > 0:
-            y = (y * (cfg["peak"] / top)).astype(np.float32)
+            y = (y * (cfg["peak"] / top)).astype(np.float32, copy=False)
     n_valid = int(y.size)
-    if n is not None and y.size < n:
+    if pad and n is not None and y.size < n:
         y = np.pad(y, (0, n - y.size))
-    return y.astype(np.float32), n_valid
+    # a copy only where no step made one (the caller's buffer is never handed back)
+    return (y.copy() if np.may_share_memory(y, src) else y), n_valid
 
 
 def model_input(wave: np.ndarray, cfg: dict) -> np.ndarray:
     """What the encoder sees for one window: the preprocessed speech part (padding cut), at
     least ``min_samples`` long (zero-padded), as ``serbench.embed`` embeds during evaluation."""
-    y, n_valid = preprocess(wave, cfg)
+    y, n_valid = preprocess(wave, cfg, pad=False)
     m = int(cfg.get("min_samples", SAMPLE_RATE // 2))
     y = y[: max(n_valid, m)]
     return np.pad(y, (0, m - y.size)) if y.size < m else y
