@@ -41,18 +41,19 @@ def _variant(root, name: str, base: str = RECIPE, calibration: bool | None = Non
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     """tiny (random:0), and its fp32, static-int8, int4-matmul, 2-bit-variant, int4-convs and
-    every-conv-weight-only-int8 artefacts."""
+    every-conv-weight-only-int8 artefacts, and int4-convs without GPTQ."""
     root = tmp_path_factory.mktemp("nbits")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SERBENCH_HOME", str(root / "home"))
         mp.setenv("SERBENCH_REGISTRY", str(root / "registry"))
         two = _variant(root / "registry", "two-bit", bits=2, matmuls_8bit=[])
         wo8 = _variant(root / "registry", "all-wo8", calibration=False, convs_weight_only=["*/conv/Conv"])
+        rtn = _variant(root / "registry", "convs-rtn", base=CONVS, gptq=False)
         entry = registry.load_model("tiny")
         model, prov = backbones.build(entry, "random:0")
         cal = clips(3, seconds=1.0, seed=11)
         arts = {r: cache.build(entry, registry.load_recipe(r), (model, prov), cal, CAL_IDS)
-                for r in ("fp32", "static-int8", RECIPE, two, CONVS, wo8)}
+                for r in ("fp32", "static-int8", RECIPE, two, CONVS, wo8, rtn)}
         probe = clips(4, seconds=1.2, seed=12)
         emb = {r: measure.embed_all(encoders.open_encoder(a, threads=1), probe) for r, a in arts.items()}
         yield {"entry": entry, "model": model, "prov": prov, "cal": cal, "arts": arts, "emb": emb,
@@ -130,6 +131,7 @@ def test_fidelity_to_fp32_is_sane_and_falls_with_fewer_bits(setup):
     ({"conv_block_size": "48"}, "options.conv_block_size"),
     ({"convs_4bit": "*/pos_conv_embed/conv/Conv"}, "options.convs_4bit"),   # a list of patterns
     ({"convs_weight_only": [3]}, "options.convs_weight_only[0]"),
+    ({"gptq": "yes"}, "options.gptq"),
 ])
 def test_bad_option_values_are_refused_at_load_naming_file_and_field(tmp_path, monkeypatch, options, field):
     name = _variant(tmp_path, "bad-nbits", **options)
@@ -191,30 +193,32 @@ def _attrs(node) -> dict:
     return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
 
 
-def test_int4_convs_positional_conv_is_an_int4_blocked_dequantize_feeding_a_float_conv(setup):
+def test_int4_convs_convs_are_weight_only_dequantizes_feeding_float_convs(setup):
+    """The positional conv int4 in blocks, the feature encoder's convs int8 per output channel,
+    all weight-only: no conv input is quantised."""
     art, opts = setup["arts"][CONVS], registry.load_recipe(CONVS).options
     model = onnx.load(str(art.path / art.file))
     graph = model.graph
     producer = {o: n for n in graph.node for o in n.output}
     kinds = {t.name: t.data_type for t in graph.initializer}
-    four = [n for n in graph.node if n.op_type == "Conv" and any(fnmatch.fnmatch(n.name, p) for p in opts["convs_4bit"])]
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    four = [n for n in convs if any(fnmatch.fnmatch(n.name, p) for p in opts["convs_4bit"])]
     assert [n.name for n in four] == ["/model/encoder/pos_conv_embed/conv/Conv"]
     assert next(o.version for o in model.opset_import if o.domain == "") >= 21  # blocked DequantizeLinear
-    for conv in graph.node:
-        if conv.op_type != "Conv":
-            continue
+    for conv in convs:
         dq, data_from = producer[conv.input[1]], producer.get(conv.input[0])
         assert dq.op_type == "DequantizeLinear", conv.name
+        assert data_from is None or data_from.op_type != "DequantizeLinear", conv.name  # float activations
         if conv in four:
             assert kinds[dq.input[0]] == (onnx.TensorProto.INT4 if opts["symmetric"] else onnx.TensorProto.UINT4)
             assert _attrs(dq) == {"axis": 1, "block_size": opts["conv_block_size"]}
             assert len(dq.input) == (2 if opts["symmetric"] else 3)  # a zero point only when asymmetric
-            assert data_from is None or data_from.op_type != "DequantizeLinear"  # weight-only: float activations
-        else:  # the others as int4-matmul makes them: static int8
-            assert kinds[dq.input[0]] == onnx.TensorProto.INT8 and data_from.op_type == "DequantizeLinear"
-    bits = art.provenance["conv_bits"]
-    assert bits == {n.name: 4 if n in four else 8 for n in graph.node if n.op_type == "Conv"}
-    assert art.provenance["convs_weight_only"] == [n.name for n in four]
+        else:
+            assert kinds[dq.input[0]] == onnx.TensorProto.INT8 and _attrs(dq) == {"axis": 0}, conv.name
+    assert "QuantizeLinear" not in {n.op_type for n in graph.node}  # no conv was left to static
+    assert art.provenance["conv_bits"] == {n.name: 4 if n in four else 8 for n in convs}
+    assert sorted(art.provenance["convs_weight_only"]) == sorted(n.name for n in convs)
+    assert len(art.provenance["calibration_ids"]) == len(CAL_IDS)  # calibrated all the same: GPTQ
     assert Counter(art.provenance["matmul_bits"].values()) == Counter(
         8 if any(fnmatch.fnmatch(n, p) for p in opts["matmuls_8bit"]) else 4 for n in art.provenance["matmul_bits"])
 
@@ -276,12 +280,27 @@ def test_int4_convs_is_smaller_than_int4_matmul_and_embeds_faithfully(setup):
     assert wo8["centered_cosine"] >= 0.5 and wo8["rel_l2"] < 0.5, wo8
 
 
+def test_gptq_brings_the_4bit_matmuls_closer_to_fp32_than_rounding_to_nearest(setup):
+    """GPTQ moves each weight's rounding error onto the weights not yet rounded, against the
+    calibration clips' inputs: on the calibration clips themselves (what it minimises for, layer by
+    layer) int4-convs must be closer to fp32 than the same recipe rounding to nearest, on the same
+    grid: same MatMulNBits bits and block sizes, same size."""
+    arts = setup["arts"]
+    assert arts[CONVS].provenance["matmul_bits"] == arts["convs-rtn"].provenance["matmul_bits"]
+    assert arts[CONVS].size_mb == arts["convs-rtn"].size_mb
+    emb = {r: measure.embed_all(encoders.open_encoder(arts[r], threads=1), setup["cal"]) for r in
+           ("fp32", CONVS, "convs-rtn")}
+    gptq, rtn = (measure.fidelity(emb["fp32"], emb[r]) for r in (CONVS, "convs-rtn"))
+    assert gptq["rel_l2"] < rtn["rel_l2"] and gptq["centered_cosine"] > rtn["centered_cosine"], (gptq, rtn)
+
 @pytest.mark.parametrize("options,calibration,error", [
     ({"convs_4bit": ["*/no_such/Conv"]}, None, r"conv-err.*convs_4bit pattern '\*/no_such/Conv' matches no Conv of 'tiny'"),
     # a pattern that names a node, but no conv, picks nothing either
     ({"convs_weight_only": ["*/feature_projection/*"]}, None, r"conv-err.*convs_weight_only pattern .* matches no Conv"),
     ({"convs_weight_only": ["*/pos_conv_embed/*"]}, None, r"conv-err.*pos_conv_embed/conv/Conv' is named by more than one"),
-    ({}, False, r"conv-err.*leaves convs to static int8, which calibrates"),
+    ({"convs_weight_only": []}, False, r"conv-err.*leaves convs to static int8, which calibrates"),
+    ({}, False, r"conv-err.*gptq needs calibration: true and symmetric: false"),
+    ({"symmetric": True}, None, r"conv-err.*gptq needs calibration: true and symmetric: false"),
 ])
 def test_conv_options_that_cannot_build_are_errors_naming_the_recipe(setup, tmp_path, monkeypatch, options,
                                                                        calibration, error):
