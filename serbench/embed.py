@@ -95,7 +95,7 @@ class FileHashes:
 def speech_segment(path: str, preprocess: audio.Preprocess) -> np.ndarray:
     """What every encoder is given for one utterance: the preprocessed speech, without the padding
     (so a short clip's mean is not diluted by zeros), zero-padded only up to ``MIN_SAMPLES``."""
-    y, n_valid = preprocess(audio.load(path, preprocess.sample_rate))
+    y, n_valid = preprocess(audio.load(path, preprocess.sample_rate), pad=False)
     y = y[:n_valid]
     return y if y.size >= MIN_SAMPLES else np.pad(y, (0, MIN_SAMPLES - y.size))
 
