@@ -16,8 +16,13 @@ transformer's MatMuls, which static int8 stores at 8 bits. So the method runs, o
    ``symmetric``), in the ``com.microsoft`` ``MatMulNBits`` contrib op that onnxruntime runs.
    ``accuracy_level`` 4 lets it compute in int8 (faster on CPUs with VNNI). With ``gptq`` the
    weights are first rounded by GPTQ (:func:`_gptq`) on the calibration clips, onto the grid that
-   round-to-nearest then finds again: on DistilHuBERT that, not the bit widths, is what brings
-   4-bit MatMuls close to fp32 (onnxruntime's own GPTQ option had not helped).
+   round-to-nearest then derives again where a block's values reach both ends of its grid: on
+   DistilHuBERT that, not the bit widths, is what brings 4-bit MatMuls close to fp32
+   (onnxruntime's own GPTQ option had not helped). Where a block misses an end, the packing
+   re-rounds it onto a slightly different grid: in a synthetic check (256 x 64 weights, block 64,
+   correlated inputs) ~9 % of the weights moved by < 1 step, and the output error went from
+   GPTQ's 0.052 to 0.056 (round-to-nearest alone: 0.092). Measured fidelity is of the packed
+   artefact, so it includes this.
 
 MatMuls between two activations (attention scores and context) hold no weights and stay float.
 
@@ -105,7 +110,8 @@ def _gptq(model, bits_of: dict, clips, damp: float = 0.01) -> None:
     and zero point per ``block`` rows of a column, fixed when its block starts) and the rounding
     error is moved onto the rows not yet rounded, weighted by the inverse Hessian ``X^T X`` of the
     MatMul's input over the calibration clips. The weights are left dequantized, on the grid that
-    MatMulNBitsQuantizer's round-to-nearest then finds again."""
+    MatMulNBitsQuantizer's round-to-nearest then finds again wherever the block's values reach
+    both ends of that grid (elsewhere it re-rounds them by less than a step: module docstring)."""
     import onnx
     import onnxruntime as ort
     from onnx import numpy_helper
