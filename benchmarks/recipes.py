@@ -23,11 +23,22 @@ from serbench.recipe_bench import bench
 from serbench.commands.bench import table
 from serbench.errors import SerbenchError
 
-TARGETS = {  # the issue's "done when", checked on DistilHuBERT
-    "static-int8 size <= 24 MB": lambda r: r["static-int8"]["size_mb"] <= 24.0,
-    "static-int8 >= 2.3x faster than ORT fp32": lambda r: r["static-int8"]["speedup_vs_fp32"] >= 2.3,
-    "static-int8 centred cosine >= 0.97": lambda r: r["static-int8"]["fidelity"]["centered_cosine"] >= 0.97,
-    "dynamic-int8 no slower than fp32": lambda r: "SLOWER-THAN-FP32" not in r["dynamic-int8"]["flags"],
+def _small_and_faithful(rows: dict) -> bool:
+    """Some recipe at <= 16 MB with centred cosine >= 0.95 (issue 15's sub-23 MB target)."""
+    return any(r.get("size_mb", 1e9) <= 16.0 and (r.get("fidelity") or {}).get("centered_cosine", 0) >= 0.95
+               for r in rows.values())
+
+
+# the issues' "done when", checked on DistilHuBERT: (recipes it needs, check)
+TARGETS = {
+    "static-int8 size <= 24 MB": (("static-int8",), lambda r: r["static-int8"]["size_mb"] <= 24.0),
+    "static-int8 >= 3.0x faster than ORT fp32": (("static-int8",),
+                                                 lambda r: r["static-int8"]["speedup_vs_fp32"] >= 3.0),
+    "static-int8 centred cosine >= 0.97": (("static-int8",),
+                                           lambda r: r["static-int8"]["fidelity"]["centered_cosine"] >= 0.97),
+    "dynamic-int8 no slower than fp32": (("dynamic-int8",),
+                                         lambda r: "SLOWER-THAN-FP32" not in r["dynamic-int8"]["flags"]),
+    "a recipe <= 16 MB at centred cosine >= 0.95": ((), _small_and_faithful),
 }
 
 
@@ -74,9 +85,13 @@ def main(argv=None) -> int:
     failed = 0
     if "distilhubert" in by_model:
         print("\ntargets (DistilHuBERT):")
-        for label, check in TARGETS.items():
+        rows = by_model["distilhubert"]
+        for label, (needs, check) in TARGETS.items():
+            if any(n not in rows for n in needs):
+                print(f"  n/a   {label} (not measured in this run)")
+                continue
             try:
-                ok = bool(check(by_model["distilhubert"]))
+                ok = bool(check(rows))
             except (KeyError, TypeError):
                 ok = False
             failed += not ok
