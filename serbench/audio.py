@@ -58,7 +58,8 @@ def load(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     short = wav_truncation(path)
     if short is not None:
         raise AudioError(f"{path}: {truncation_message(*short)}")
-    return resample(data.mean(axis=1), sr, sample_rate)
+    mono = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1)   # the same values, without a reduction
+    return resample(mono, sr, sample_rate)
 
 
 def count_nonfinite(path: str | Path, block_frames: int = 1 << 18) -> tuple[int, int]:

@@ -115,20 +115,45 @@ def workers_for(encoder: Encoder) -> int:
     return max(1, min(runtime.default_threads(), 8))
 
 
-def _in_order(pool: ThreadPoolExecutor, fn, items: list[int], ahead: int):
+def idle_priority() -> None:
+    """Run the calling thread only on CPU time nothing else wants (Linux ``SCHED_IDLE``; elsewhere,
+    or where refused, unchanged). For the threads that decode ahead of an encoder which already
+    uses every core: at normal priority the scheduler shares the cores fairly, so each millisecond
+    of decoding preempts an onnxruntime worker and stalls the whole parallel kernel; at idle
+    priority decoding fills the gaps between kernels instead. Such a thread may be starved on a
+    busy machine, which is why its consumer never waits for it (:func:`_in_order`)."""
+    if hasattr(os, "sched_setscheduler") and hasattr(os, "SCHED_IDLE"):
+        try:
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))   # 0: this thread (Linux)
+        except OSError:
+            pass
+
+
+def _in_order(pool: ThreadPoolExecutor, fn, items: list[int], ahead: int, wait: bool = True):
     """``fn(item)`` for each item, in order, run on ``pool`` at most ``ahead`` items before the
     consumer takes them: the look-ahead that keeps memory bounded. An exception is raised when its
-    item's turn comes, so everything before it is consumed exactly as on the serial path."""
+    item's turn comes, so everything before it is consumed exactly as on the serial path.
+    ``wait=False``: an item the pool has not finished when its turn comes is computed by the
+    consumer itself (``fn`` must be pure), so a starved low-priority pool costs at most the serial
+    path's time, never a stall."""
     pending: deque = deque()
+
+    def take():
+        item, future = pending.popleft()
+        if wait or future.done():
+            return future.result()
+        future.cancel()
+        return fn(item)
+
     try:
         for item in items:
-            pending.append(pool.submit(fn, item))
+            pending.append((item, pool.submit(fn, item)))
             if len(pending) > ahead:
-                yield pending.popleft().result()
+                yield take()
         while pending:
-            yield pending.popleft().result()
+            yield take()
     finally:
-        for f in pending:
+        for _, f in pending:
             f.cancel()
 
 
@@ -229,11 +254,14 @@ def embed_files(files: list[str], encoder: Encoder, encoder_key: str,
                 save(i, emb)
                 bar.update()
     else:
-        pool = ThreadPoolExecutor(workers, thread_name_prefix=THREAD_PREFIX)
+        # Decoding ahead runs at idle priority where the encoder itself uses every core; a pool
+        # of single-threaded encoders is the main work, and runs at normal priority.
+        pool = ThreadPoolExecutor(workers, thread_name_prefix=THREAD_PREFIX,
+                                  initializer=None if parallel else idle_priority)
         writer = ThreadPoolExecutor(1, thread_name_prefix=THREAD_PREFIX)
         writes: deque = deque()
         ahead = prefetch + workers
-        results = _in_order(pool, lambda i: (i, prepare(i)), missing, ahead)
+        results = _in_order(pool, lambda i: (i, prepare(i)), missing, ahead, wait=parallel)
         try:
             with bar:
                 for i, x in results:

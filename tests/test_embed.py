@@ -171,21 +171,21 @@ def test_prefetch_stays_within_its_bound_and_the_progress_bar_counts(synthetic, 
     files = _emodb(synthetic, 12)
     prefetch, workers = 2, 1                            # CountingEncoder has no `threads`: one worker
     lock = threading.Lock()
-    decoded = {"n": 0}
+    decoded = set()                                     # a clip the consumer found unfinished is decoded twice
     ahead = []
     real_segment = embed.speech_segment
 
     def counting_segment(path, pre):
         wave = real_segment(path, pre)
         with lock:
-            decoded["n"] += 1
+            decoded.add(path)
         return wave
 
     class Slow(CountingEncoder):
         def embed(self, wave):
             time.sleep(0.05)                           # decoding a tiny clip takes a few ms
             with lock:
-                ahead.append(decoded["n"] - self.calls - 1)   # decoded but not yet embedded
+                ahead.append(len(decoded) - self.calls - 1)   # decoded but not yet embedded
             return super().embed(wave)
 
     counts = []
@@ -213,6 +213,45 @@ def test_prefetch_stays_within_its_bound_and_the_progress_bar_counts(synthetic, 
     assert max(ahead) >= prefetch                       # and it really decodes ahead of the encoder
     assert [(b.total, b.n) for b in counts] == [(len(files), len(files))]
     assert not _pipeline_threads()
+
+
+def test_the_encoder_never_waits_for_a_starved_decode_thread(synthetic, tmp_path, monkeypatch):
+    """Decoding ahead runs at idle priority, so on a busy machine it may not run at all: the
+    consumer then decodes each clip itself, and the result is still the serial path's."""
+    import os
+    import threading
+
+    files = _emodb(synthetic, 6)
+    real_segment = embed.speech_segment
+    done = threading.Event()
+    by = {"consumer": 0, "background": 0}
+    policies = set()
+
+    def starved_segment(path, pre):
+        if threading.current_thread().name.startswith(embed.THREAD_PREFIX):
+            policies.add(os.sched_getscheduler(0) if hasattr(os, "sched_getscheduler") else None)
+            done.wait(timeout=30)                      # never gets the CPU while the encoder runs
+            by["background"] += 1
+        else:
+            by["consumer"] += 1
+        return real_segment(path, pre)
+
+    class Last(CountingEncoder):
+        def embed(self, wave):
+            out = super().embed(wave)
+            if self.calls == len(files):
+                done.set()
+            return out
+
+    monkeypatch.setattr(embed, "speech_segment", starved_segment)
+    X, stats = embed_files(files, Last(), "last", cache_root=tmp_path / "pipe", progress=False, prefetch=2)
+    monkeypatch.setattr(embed, "speech_segment", real_segment)
+    Y, _ = embed_files(files, CountingEncoder(), "last", cache_root=tmp_path / "serial", progress=False, prefetch=0)
+    assert X.tobytes() == Y.tobytes() and stats["computed"] == len(files)
+    assert by["consumer"] == len(files)                # none of them waited for the background
+    assert not _pipeline_threads()
+    if hasattr(os, "SCHED_IDLE"):
+        assert policies == {os.SCHED_IDLE} and os.sched_getscheduler(0) != os.SCHED_IDLE
 
 
 def test_prime_puts_embeddings_made_elsewhere_into_this_cache_so_nothing_is_recomputed(synthetic, tmp_path):
