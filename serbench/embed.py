@@ -11,8 +11,9 @@ temporary file left.
 
 Around the encoder, :func:`embed_files` is a pipeline: the next clips are decoded and
 preprocessed, and finished embeddings written (an fsync each), on background threads while the
-encoder runs, so the encoder (the step that uses every core) waits for neither. Its results, and
-its errors, are those of the serial path (``prefetch=0``), in the same order.
+encoder runs, so the encoder (the step that uses every core) waits for neither. The decoding runs
+at idle priority, in the gaps the encoder leaves, and is never waited for (:func:`idle_priority`).
+Its results, and its errors, are those of the serial path (``prefetch=0``), in the same order.
 """
 from __future__ import annotations
 
