@@ -140,6 +140,18 @@ def matched(recipe: RecipeEntry, model_name: str, names: list[str], option: str,
 
 
 def _static(model_entry, recipe, model, clips, out: Path):
+    pre = _preprocessed(model_entry, recipe, model, out)
+    try:
+        static_int8(model_entry, recipe, pre, clips, out)
+    finally:
+        pre.unlink(missing_ok=True)
+    return "model.onnx", {}
+
+
+def static_int8(model_entry, recipe, pre: Path, clips, out: Path) -> None:
+    """The ``static`` method's quantisation of an already pre-processed graph ``pre`` (see
+    :func:`_preprocessed`) into ``out/model.onnx``; apart so that a method which has exported
+    the graph for its own use (``matmul-nbits``) quantises that one rather than export again."""
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
                                           QuantType, quantize_static)
 
@@ -162,7 +174,6 @@ def _static(model_entry, recipe, model, clips, out: Path):
     extra = {}
     if "calibrate_percentile" in opts:
         extra["CalibPercentile"] = float(opts["calibrate_percentile"])
-    pre = _preprocessed(model_entry, recipe, model, out)
     exclude = _excluded_nodes(recipe, model_entry.name, pre)
     # Not CalibMaxIntermediateOutputs: onnxruntime 1.31 discards, rather than folds, the ranges
     # collected before each flush. MinMax keeps only per-tensor extremes; the histogram methods
@@ -176,8 +187,6 @@ def _static(model_entry, recipe, model, clips, out: Path):
                   nodes_to_exclude=exclude or None, extra_options=extra)
     with contextlib.redirect_stdout(io.StringIO()):  # the histogram calibrators print progress
         quantize_static(str(pre), str(out / "model.onnx"), Reader(), **kwargs)
-    pre.unlink()
-    return "model.onnx", {}
 
 
 class OrtEncoder:

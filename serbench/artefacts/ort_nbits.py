@@ -5,8 +5,8 @@ convolutions (the feature encoder and the positional conv: 38 % of DistilHuBERT'
 base models'), which onnxruntime's ``MatMulNBitsQuantizer`` does not take, and the rest in the
 transformer's MatMuls, which static int8 stores at 8 bits. So the method runs, on one graph:
 
-1. the ``static`` method itself (found in the method table, not re-implemented), restricted to
-   ``Conv``: QDQ int8 convolutions with its calibration, per-channel weights and
+1. the ``static`` method's own quantisation (:func:`~serbench.artefacts.onnxruntime.static_int8`,
+   not re-implemented) on the graph exported here, restricted to ``Conv``: QDQ int8 convolutions with its calibration, per-channel weights and
    ``nodes_to_exclude``. Every ``static`` option but the op list means the same here, and
    ``nodes_to_exclude`` keeps the weight MatMuls it names float too (it means "kept float");
 2. ``MatMulNBitsQuantizer`` at 8 bits on the weight MatMuls that ``matmuls_8bit`` names
@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from serbench.artefacts.methods import Method, find, register
-from serbench.artefacts.onnxruntime import OrtEncoder, _preprocessed, matched
+from serbench.artefacts.onnxruntime import OrtEncoder, _preprocessed, matched, static_int8
 from serbench.errors import SerbenchError
 from serbench.schema import Field, positive
 
@@ -208,28 +208,31 @@ def _build(model_entry, recipe, model, clips, out: Path):
 
     opts = recipe.options
     pre = _preprocessed(model_entry, recipe, model, out)
-    graph = onnx.load(str(pre))
-    pre.unlink()
-    nodes = [n.name for n in graph.graph.node]
-    float_nodes = matched(recipe, model_entry.name, nodes, "nodes_to_exclude", "node")
-    conv_names = [n.name for n in graph.graph.node if n.op_type == "Conv"]
-    weight_only = {c: 8 for c in matched(recipe, model_entry.name, conv_names, "convs_weight_only", "Conv")}
-    four = matched(recipe, model_entry.name, conv_names, "convs_4bit", "Conv")
-    clash = sorted(set(four) & set(weight_only) | set(float_nodes) & ({*weight_only, *four}))
-    if clash:
-        raise SerbenchError(f"recipe {recipe.name!r} ({recipe.path}): conv {clash[0]!r} is named by more than one of "
-                            "nodes_to_exclude, convs_weight_only and convs_4bit")
-    weight_only.update((c, 4) for c in four)
-    extra = {}
-    if [c for c in conv_names if c not in weight_only and c not in float_nodes]:  # static's int8 convs
-        if not recipe.calibration:
-            raise SerbenchError(f"recipe {recipe.name!r} ({recipe.path}) leaves convs to static int8, which "
-                                "calibrates: set calibration: true, or name every conv in convs_weight_only/convs_4bit")
-        exclude = [*(opts.get("nodes_to_exclude") or []), *(glob.escape(c) for c in weight_only)]
-        convs = dataclasses.replace(recipe, options={**{f.name: opts[f.name] for f in CONV_OPTIONS if f.name in opts},
-                                                     "op_types_to_quantize": ["Conv"], "nodes_to_exclude": exclude})
-        file, extra = find("onnxruntime", "static").build(model_entry, convs, model, clips, out)
-        graph = onnx.load(str(out / file))
+    try:
+        graph = onnx.load(str(pre))
+        nodes = [n.name for n in graph.graph.node]
+        float_nodes = matched(recipe, model_entry.name, nodes, "nodes_to_exclude", "node")
+        conv_names = [n.name for n in graph.graph.node if n.op_type == "Conv"]
+        weight_only = {c: 8 for c in matched(recipe, model_entry.name, conv_names, "convs_weight_only", "Conv")}
+        four = matched(recipe, model_entry.name, conv_names, "convs_4bit", "Conv")
+        clash = sorted(set(four) & set(weight_only) | set(float_nodes) & ({*weight_only, *four}))
+        if clash:
+            raise SerbenchError(f"recipe {recipe.name!r} ({recipe.path}): conv {clash[0]!r} is named by more than "
+                                "one of nodes_to_exclude, convs_weight_only and convs_4bit")
+        weight_only.update((c, 4) for c in four)
+        if [c for c in conv_names if c not in weight_only and c not in float_nodes]:  # static's int8 convs
+            if not recipe.calibration:
+                raise SerbenchError(f"recipe {recipe.name!r} ({recipe.path}) leaves convs to static int8, which "
+                                    "calibrates: set calibration: true, or name every conv in "
+                                    "convs_weight_only/convs_4bit")
+            exclude = [*(opts.get("nodes_to_exclude") or []), *(glob.escape(c) for c in weight_only)]
+            convs = dataclasses.replace(recipe, options={
+                **{f.name: opts[f.name] for f in CONV_OPTIONS if f.name in opts},
+                "op_types_to_quantize": ["Conv"], "nodes_to_exclude": exclude})
+            static_int8(model_entry, convs, pre, clips, out)   # the graph already exported, not a second export
+            graph = onnx.load(str(out / "model.onnx"))
+    finally:
+        pre.unlink(missing_ok=True)
     file = "model.onnx"
     if four and next(i.version for i in graph.opset_import if i.domain in ("", "ai.onnx")) < BLOCKED_OPSET:
         from onnx import version_converter  # before MatMulNBits, whose contrib op it does not know
@@ -258,7 +261,7 @@ def _build(model_entry, recipe, model, clips, out: Path):
     if four:
         graph.ir_version = max(graph.ir_version, 10)  # INT4 tensors
     onnx.save(graph, str(out / file))
-    return file, {**extra, "matmul_bits": {n: 32 if n in keep else 8 if n in eight else bits for n in names},
+    return file, {"matmul_bits": {n: 32 if n in keep else 8 if n in eight else bits for n in names},
                   "conv_bits": {c: 32 if c in float_nodes else weight_only.get(c, 8) for c in conv_names},
                   "convs_weight_only": sorted(weight_only)}
 
