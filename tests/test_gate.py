@@ -258,3 +258,37 @@ def test_paired_gate_tells_noise_from_a_drop_and_refuses_what_it_cannot_pair():
     assert "different test utterances" in gate.compare(base, other, paired=True).failures[0]
     bare = {"m/fp32/p": {**base["m/fp32/p"], "predictions": None}}
     assert "no stored predictions" in gate.compare(bare, base, paired=True).failures[0]
+
+
+def test_paired_gate_judges_ua_per_mb_against_the_ua_interval_and_the_exact_size():
+    """Three utterances of 320 must not fail UA/MB, a model that grew without getting better must."""
+    import numpy as np
+
+    from serbench import metrics
+
+    rng = np.random.default_rng(1)
+    classes = ["angry", "happy", "neutral", "sad"]
+    preds = []
+    for s in range(8):
+        for u in range(40):
+            t = classes[rng.integers(4)]
+            preds.append([f"c/s{s}u{u}", f"c/s{s}", t, t if rng.random() < 0.6 else classes[rng.integers(4)]])
+    right = [i for i, r in enumerate(preds) if r[2] == r[3] and r[1] == "c/s0"][:3]
+    noisy = [list(r) for r in preds]
+    for i in right:                                              # three more utterances of one speaker wrong
+        noisy[i][3] = classes[(classes.index(noisy[i][2]) + 1) % 4]
+
+    def entry(rows, size_mb):
+        ua = metrics.ua([r[2] for r in rows], [r[3] for r in rows], classes)
+        return {"m/int8/p": {**_paired_entry(rows, ua), "acc_per_mb": ua / size_mb, "size_mb": size_mb}}
+
+    base, noise = entry(preds, 10.0), entry(noisy, 10.0)
+    b, n = base["m/int8/p"]["acc_per_mb"], noise["m/int8/p"]["acc_per_mb"]
+    assert n < b * 0.99                                          # beyond the 1 % relative tolerance ...
+    assert any("UA/MB" in f for f in gate.compare(base, noise).failures)
+    out = gate.compare(base, noise, paired=True)
+    assert out.passed, out.failures                              # ... yet within the UA interval
+    assert [r["metric"] for r in out.rows] == ["ΔUA paired", "UA/MB paired"]
+    grown = gate.compare(base, entry(preds, 10.5), paired=True)  # same predictions, 5 % bigger
+    assert not grown.passed and "UA/MB" in grown.failures[0] and "top of the UA interval" in grown.failures[0]
+    assert gate.compare(base, entry(preds, 10.05), paired=True).passed   # 0.5 % bigger: within 1 %
