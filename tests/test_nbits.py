@@ -1,4 +1,4 @@
-"""The ``matmul-nbits`` method and its ``int4-matmul`` and ``int4-convs`` recipes on the tiny HuBERT:
+"""The ``matmul-nbits`` method and its ``int4-matmul``, ``int4-convs`` and ``int4-fast`` recipes on the tiny HuBERT:
 4-bit (and 8-bit, where the recipe keeps them) MatMulNBits beside int8 convs, or convs quantised
 weight-only (int8, or int4 in blocks), smaller than static-int8, faithful, options checked at
 load, and exported into one verified graph."""
@@ -24,6 +24,7 @@ from serbench.runner import Runner, RunSpec
 
 RECIPE = "int4-matmul"
 CONVS = "int4-convs"
+FAST = "int4-fast"
 CAL_IDS = [f"train/utt{i}" for i in range(3)]
 
 
@@ -41,7 +42,7 @@ def _variant(root, name: str, base: str = RECIPE, calibration: bool | None = Non
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     """tiny (random:0), and its fp32, static-int8, int4-matmul, 2-bit-variant, int4-convs and
-    every-conv-weight-only-int8 artefacts, and int4-convs without GPTQ."""
+    every-conv-weight-only-int8 artefacts, int4-convs without GPTQ, and int4-fast."""
     root = tmp_path_factory.mktemp("nbits")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SERBENCH_HOME", str(root / "home"))
@@ -53,7 +54,7 @@ def setup(tmp_path_factory):
         model, prov = backbones.build(entry, "random:0")
         cal = clips(3, seconds=1.0, seed=11)
         arts = {r: cache.build(entry, registry.load_recipe(r), (model, prov), cal, CAL_IDS)
-                for r in ("fp32", "static-int8", RECIPE, two, CONVS, wo8, rtn)}
+                for r in ("fp32", "static-int8", RECIPE, two, CONVS, wo8, rtn, FAST)}
         probe = clips(4, seconds=1.2, seed=12)
         emb = {r: measure.embed_all(encoders.open_encoder(a, threads=1), probe) for r, a in arts.items()}
         yield {"entry": entry, "model": model, "prov": prov, "cal": cal, "arts": arts, "emb": emb,
@@ -95,6 +96,31 @@ def test_convs_are_int8_as_the_static_recipe_makes_them(setup):
         assert weight_from.op_type == "DequantizeLinear" and weight_from.input[0] in int8, name
         assert data_from.op_type == "DequantizeLinear", name  # static: activations quantised too
     assert set(setup["arts"][RECIPE].provenance["conv_bits"].values()) == {8}
+
+
+def test_int4_fast_runs_feature_encoder_convs_at_static_int8_beside_an_int4_positional_conv(setup):
+    """int4-convs' MatMuls and positional conv, but the feature-encoder convs quantised by static
+    (int8 activations as well as weights): the fast <= 16 MB point."""
+    art = setup["arts"][FAST]
+    graph = _graph(art)
+    producer = {o: n for n in graph.node for o in n.output}
+    init = {t.name: t.data_type for t in graph.initializer}
+    convs = {n.name: n for n in graph.node if n.op_type == "Conv"}
+    pos = [c for c in convs if fnmatch.fnmatch(c, "*/pos_conv_embed/conv/Conv")]
+    assert len(pos) == 1 and len(convs) == 3
+    for name, conv in convs.items():
+        data_from, weight_from = producer.get(conv.input[0]), producer.get(conv.input[1])
+        assert weight_from.op_type == "DequantizeLinear", name
+        if name in pos:       # int4 weight-only: float activations, 4-bit weights
+            assert data_from is None or data_from.op_type != "DequantizeLinear", name
+            assert init[weight_from.input[0]] in (onnx.TensorProto.INT4, onnx.TensorProto.UINT4), name
+        else:                 # static int8: activations quantised too
+            assert data_from.op_type == "DequantizeLinear" and init[weight_from.input[0]] == onnx.TensorProto.INT8, name
+    bits = art.provenance["conv_bits"]
+    assert bits[pos[0]] == 4 and {b for c, b in bits.items() if c != pos[0]} == {8}
+    assert art.provenance["convs_weight_only"] == pos
+    assert any(n.op_type == "MatMulNBits" for n in graph.node) and not ort_nbits.weight_matmuls(graph)
+    assert np.isfinite(setup["emb"][FAST]).all() and setup["emb"][FAST].shape == setup["emb"]["fp32"].shape
 
 
 def test_smaller_than_static_int8_and_embeds_like_the_others(setup):

@@ -35,7 +35,7 @@ graph is converted). Sub-8-bit convs are why: onnxruntime's quantisers give conv
 per-channel 4 (its block-wise one takes 2-D weights only). The price is speed: onnxruntime runs
 such a conv in float, so weight-only feature-encoder convs are about fp32's time. When no conv is left for static, static is not run and the recipe needs
 no calibration. What each choice bought on DistilHuBERT is written in
-``registry/recipes/int4-matmul.yaml`` and ``registry/recipes/int4-convs.yaml``.
+``registry/recipes/int4-matmul.yaml``, ``int4-convs.yaml`` and ``int4-fast.yaml``.
 """
 from __future__ import annotations
 
