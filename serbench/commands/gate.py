@@ -51,7 +51,8 @@ def run(args) -> int:
     print(f"gate: {len(baseline)} baseline entries ({args.baseline}) vs the latest runs in {path}")
     print(f"tolerance: UA may drop {tol.ua:.4f} (absolute"
           + ("; paired: fails only when the whole 95% speaker interval of the drop is beyond it" if args.paired else "")
-          + f"); UA per MB may drop {100 * tol.acc_per_mb:.2f}% (relative)")
+          + f"); UA per MB may drop {100 * tol.acc_per_mb:.2f}% (relative"
+          + ("; paired: at the top of the UA interval, the size being exact" if args.paired else "") + ")")
     print(tabulate(outcome.rows, headers="keys", disable_numparse=True))
     if outcome.passed:
         print("gate: PASSED")
