@@ -6,9 +6,10 @@ base models'), which onnxruntime's ``MatMulNBitsQuantizer`` does not take, and t
 transformer's MatMuls, which static int8 stores at 8 bits. So the method runs, on one graph:
 
 1. the ``static`` method's own quantisation (:func:`~serbench.artefacts.onnxruntime.static_int8`,
-   not re-implemented) on the graph exported here, restricted to ``Conv``: QDQ int8 convolutions with its calibration, per-channel weights and
-   ``nodes_to_exclude``. Every ``static`` option but the op list means the same here, and
-   ``nodes_to_exclude`` keeps the weight MatMuls it names float too (it means "kept float");
+   not re-implemented) on the graph exported here, restricted to ``Conv``: QDQ int8 convolutions
+   with its calibration, per-channel weights and ``nodes_to_exclude``. Every ``static`` option
+   but the op list means the same here, and ``nodes_to_exclude`` keeps the weight MatMuls it
+   names float too (it means "kept float");
 2. ``MatMulNBitsQuantizer`` at 8 bits on the weight MatMuls that ``matmuls_8bit`` names
    (``fnmatch`` patterns on node names, as ``nodes_to_exclude``): the sensitive ones;
 3. ``MatMulNBitsQuantizer`` at ``bits`` (4) on every other weight MatMul: block-wise
