@@ -30,7 +30,7 @@ from typing import Callable
 
 import numpy as np
 
-from serbench.provenance import cpu_model
+from serbench.provenance import cpu_isa, cpu_model, isa_summary
 
 CLIP_SECONDS = 8.0
 PROBE_SEED, CALIBRATION_SEED = 0, 1
@@ -63,7 +63,25 @@ def machine() -> dict:
 
     return {"cpu": cpu_model() or platform.machine(), "logical_cores": psutil.cpu_count(),
             "physical_cores": psutil.cpu_count(logical=False),
-            "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None}
+            "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+            "isa": cpu_isa(), "isa_summary": isa_summary()}
+
+
+def kernels(encoder) -> dict:
+    """Which kernels an opened encoder runs, where it says (``inc-int8`` checks its int8 kernels
+    against its graph and may fall back to the graph's arithmetic); ``{}`` where it does not."""
+    out = {}
+    if getattr(encoder, "kernels", None):
+        out["kernels"] = encoder.kernels
+    if getattr(encoder, "kernel_check", None):
+        out["kernel_check"] = encoder.kernel_check
+    return out
+
+
+def kernel_flags(encoder) -> list[str]:
+    """``["INT8-KERNELS-FAILED-CHECK"]`` when the encoder runs a fallback instead of its int8
+    kernels: its latency is then not the int8 kernels' and must not be read as theirs."""
+    return ["INT8-KERNELS-FAILED-CHECK"] if str(getattr(encoder, "kernels", "")).startswith("reference") else []
 
 
 # ---- latency -----------------------------------------------------------------------------------
@@ -276,8 +294,8 @@ def for_run(entry, recipe, artefact, weights: dict | None = None, *, reference=N
     lat = timed["x"]
     out = {"size_mb": 0.0 if artefact is None else artefact.size_mb, "latency_p50_ms": lat["p50_ms"],
            "latency_p90_ms": lat["p90_ms"], "latency_runs": runs, "threads": threads, "clip_seconds": CLIP_SECONDS,
-           "batch": 1, "throughput_audio_s_per_s": throughput(lat), "machine": machine(), "flags": [],
-           "reference": reference.name}
+           "batch": 1, "throughput_audio_s_per_s": throughput(lat), "machine": machine(), "flags": kernel_flags(enc),
+           "reference": reference.name, **kernels(enc)}
     out.update({f"memory_{k}": v for k, v in peak_rss(target, threads).items()})
     e = energy(lambda: enc.embed(wave), country=country)
     out.update({"energy_j_per_clip": e.pop("energy_j_per_clip"), "energy": e})
@@ -289,7 +307,7 @@ def for_run(entry, recipe, artefact, weights: dict | None = None, *, reference=N
         base = timed["reference"]["p50_ms"]
         out.update({**fidelity(embed_all(ref, waves), embed_all(enc, waves)), "fidelity_reference": str(ref_path),
                     "speedup_vs_fp32": round(base / lat["p50_ms"], 3)})
-        out["flags"] = flags(lat["p50_ms"], base, out["centered_cosine"], min_fidelity, slower_tolerance)
+        out["flags"] = flags(lat["p50_ms"], base, out["centered_cosine"], min_fidelity, slower_tolerance) + out["flags"]
     else:
         out.update({"centered_cosine": None, "rel_l2": None, "speedup_vs_fp32": None,
                     "fidelity_reference": f"none: no {reference.name} artefact of the same weights in the cache"})

@@ -67,6 +67,7 @@ def bench(model: str, recipes: list[str], weights: str = "hub", *, runs: int = 2
                 enc = encoders.open_encoder(art, threads)
                 targets[r.name] = art.path
                 row.update(artefact=str(art.path), format=art.format, size_mb=art.size_mb)
+            row.update(measure.kernels(enc))
             row.update(build_or_open_s=round(time.perf_counter() - start, 1),
                        calibration_ids=[] if entry.weight_free else art.provenance.get("calibration_ids", []))
             embedded[r.name] = measure.embed_all(enc, probe_waves)
@@ -94,7 +95,7 @@ def bench(model: str, recipes: list[str], weights: str = "hub", *, runs: int = 2
         if rss:
             row["memory"] = measure.peak_rss(targets[name], threads)
         row["flags"] = measure.flags(lat["p50_ms"], base["p50_ms"], row["fidelity"]["centered_cosine"],
-                                     min_fidelity, slower_tolerance)
+                                     min_fidelity, slower_tolerance) + measure.kernel_flags(enc)
     return {"model": entry.name, "weights": prov, "weights_label": backbones.describe(prov),
             "random_weights": backbones.is_random(prov), "threads": threads, "machine": measure.machine(),
             "clip_seconds": measure.CLIP_SECONDS, "batch": 1, "min_fidelity": min_fidelity,

@@ -254,3 +254,29 @@ def test_full_disk_while_exporting_is_named_and_leaves_nothing(shared_home, runs
     assert err.startswith(f"serbench export: error: cannot write model folder {out}: no space left on the device")
     assert "(writing model.onnx)" in err
     assert list(tmp_path.iterdir()) == [out] and not any(out.iterdir())  # no temporary folder, OUT untouched
+
+
+def test_an_exported_folders_infer_py_makes_no_network_attempt(shared_home, runs, tmp_path):
+    """A deployed model must not phone anywhere: the folder's own infer.py on a long note, kept
+    open past the point where onnxruntime's telemetry makes its lookups (tests/test_network.py has
+    the control showing that a bare onnxruntime process does), under a network-denying harness."""
+    from _netguard import environment, inet_attempts, unavailable
+
+    why = unavailable()
+    if why:
+        pytest.skip(f"network-denying harness unavailable: {why}")
+    out = tmp_path / "model"
+    assert main(["export", "--run", str(runs["static-int8"]), str(out), "--no-latency"]) == 0
+    rng = np.random.default_rng(1)
+    spk = voice.random_speaker("s", "F", rng)
+    sf.write(tmp_path / "note.wav", np.concatenate([voice.utterance(spk, e, 4.0, rng)
+                                                    for e in ("angry", "sad", "happy", "neutral") * 3]), SR)
+    code = ("import runpy, sys, time\n"
+            f"sys.argv = ['infer.py', {str(tmp_path / 'note.wav')!r}, '--json']\n"
+            "try:\n"
+            f"    runpy.run_path({str(out / 'infer.py')!r}, run_name='__main__')\n"
+            "except SystemExit as e:\n"
+            "    assert not e.code, e.code\n"
+            "time.sleep(12)\n")
+    got = inet_attempts({"infer.py": (code, environment())})
+    assert got["infer.py"] == [], got["infer.py"][:5]

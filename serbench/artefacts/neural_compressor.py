@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from serbench import backbones, runtime
+from serbench import backbones, provenance, runtime
 from serbench.artefacts.cache import Artefact, fit
 from serbench.artefacts.methods import MAX_CALIBRATION_CLIPS, Method, register
 from serbench.errors import SerbenchError
@@ -68,7 +68,8 @@ def _conv1d_as_conv2d(model):
     """A copy of ``model`` whose plain Conv1d layers run as Conv2d over a height-1 input.
 
     INC's x86 PT2E quantiser annotates conv2d and linear but not conv1d, so without this the conv
-    feature encoder (most of the compute at 8 s) would stay fp32. Numerically identical in fp32.
+    feature encoder (most of the compute at 8 s) would stay fp32. Numerically identical in fp32,
+    also where a conv whose stride exceeds its kernel is widened with zero taps (see below).
     Weight-normed convolutions (the positional conv) are left alone.
     """
     import copy
@@ -79,16 +80,25 @@ def _conv1d_as_conv2d(model):
     class Conv1dAs2d(torch.nn.Module):
         def __init__(self, conv: torch.nn.Conv1d):
             super().__init__()
-            self.conv = torch.nn.Conv2d(conv.in_channels, conv.out_channels, (1, conv.kernel_size[0]),
-                                        (1, conv.stride[0]), padding=(0, conv.padding[0]),
-                                        dilation=(1, conv.dilation[0]), groups=conv.groups,
+            (k,), (s,), (p,), (d,) = conv.kernel_size, conv.stride, conv.padding, conv.dilation
+            # stride > kernel (gaps between windows): the same conv with the kernel widened to the
+            # stride by zero taps, over input padded on the right so the frame count is unchanged.
+            # oneDNN 3.12's AMX brgemm conv mis-sizes its copy buffer when stride > kernel (oneDNN
+            # PR 5494, fixed in 3.13; torch 2.13 ships 3.12), and zero taps quantise exactly.
+            self.widen = s - k if s > k and d == 1 and conv.groups == 1 else 0
+            self.pad = (p, p + self.widen) if self.widen else None
+            self.conv = torch.nn.Conv2d(conv.in_channels, conv.out_channels, (1, k + self.widen), (1, s),
+                                        padding=(0, 0 if self.widen else p), dilation=(1, d), groups=conv.groups,
                                         bias=conv.bias is not None)
             with torch.no_grad():
-                self.conv.weight.copy_(conv.weight[:, :, None, :])
+                self.conv.weight.zero_()
+                self.conv.weight[..., :k].copy_(conv.weight[:, :, None, :])
                 if conv.bias is not None:
                     self.conv.bias.copy_(conv.bias)
 
         def forward(self, x):
+            if self.pad:
+                x = torch.nn.functional.pad(x, self.pad)
             return self.conv(x.unsqueeze(2)).squeeze(2)
 
     model = copy.deepcopy(model)
@@ -137,17 +147,43 @@ def _static(model_entry, recipe, model, clips, out: Path):
                          "conv_stride": [int(s) for s in cfg.conv_stride], "inc_qconfig": qconfig}
 
 
+#: the least agreement (worst layer's mean frame cosine, centred) between the compiled int8 kernels
+#: and the quantised graph's own arithmetic for the kernels to be used; on the tiny test model,
+#: oneDNN's AVX2 and AVX-512 VNNI kernels agree to > 0.999 (rounding at a few ties differs)
+KERNEL_AGREEMENT = 0.99
+
+
+def agreement(reference: np.ndarray, candidate: np.ndarray) -> float:
+    """Worst layer's mean frame cosine of two ``(layers, frames, dim)`` outputs, both centred on the
+    reference's mean frame of that layer (a shared offset would hide a wrong result)."""
+    ref = np.asarray(reference, dtype=np.float64)
+    got = np.asarray(candidate, dtype=np.float64)
+    mu = ref.mean(axis=1, keepdims=True)
+    a, b = ref - mu, got - mu
+    cos = (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1) + 1e-12)
+    return float(cos.mean(axis=1).min())
+
+
 class IncEncoder:
     """An INC PT2E int8 artefact, lowered to int8 kernels by torch.compile with inductor freezing.
 
     Compilation happens here, once per process (tens of seconds for DistilHuBERT on 2 cores).
     The graph has a fixed input length: shorter input is zero-padded and only the frames that
     cover real samples are pooled; longer input is embedded in windows, frames pooled across them.
+
+    The kernels are checked before use. The saved graph is the quantised model's arithmetic
+    written out (quantise, dequantise, fp32 conv/linear); inductor replaces those patterns by
+    whatever int8 kernels oneDNN picks for this CPU (AVX2, AVX-512 VNNI, AMX ...). A kernel that
+    miscomputes a shape on one ISA would silently change every number measured with it, so one
+    fixed speech-like clip is embedded both ways: if the compiled kernels disagree with the graph
+    (below :data:`KERNEL_AGREEMENT`), the graph is compiled without freezing instead (the same
+    int8 rounding, run as fp32 arithmetic: correct on every CPU, not int8-fast) and
+    :attr:`kernels` says so, with the agreement found, so a speed measured with it is never taken
+    for the int8 kernels'.
     """
 
     def __init__(self, artefact: Artefact, threads: int | None = None):
         import torch
-        from torch._inductor import config as inductor_config
 
         _inc_modules()
         self.threads = threads or runtime.default_threads()
@@ -155,12 +191,58 @@ class IncEncoder:
         prov = artefact.provenance
         self.n, self.kernel, self.stride = prov["clip_samples"], prov["conv_kernel"], prov["conv_stride"]
         self.sample_rate = prov.get("model_entry", {}).get("sample_rate", 16_000)
+        self._program = artefact.path / artefact.file
+        probe = self._check_clip()
+        with torch.no_grad():
+            want = self._load()(probe)[0].numpy()
+        self.compiled = self._compile(freezing=True)
+        int8 = agreement(want, self._run(probe))
+        self.kernel_check = {"int8_agreement": round(int8, 5), "threshold": KERNEL_AGREEMENT}
+        if int8 >= KERNEL_AGREEMENT:
+            self.kernels = "int8 (inductor freezing, oneDNN)"
+            return
+        warnings.warn(f"{artefact.path}: the int8 kernels torch compiled on this CPU ({provenance.isa_summary()}) "
+                      f"disagree with the quantised graph (agreement {int8:.4f} < {KERNEL_AGREEMENT}); "
+                      "running the graph's own arithmetic instead (correct, not int8-fast)", RuntimeWarning,
+                      stacklevel=2)
+        self.compiled = self._compile(freezing=False)
+        plain = agreement(want, self._run(probe))
+        self.kernel_check["reference_agreement"] = round(plain, 5)
+        if plain < KERNEL_AGREEMENT:
+            raise SerbenchError(f"{artefact.path}: neither the int8 kernels ({int8:.4f}) nor the unfrozen graph "
+                                f"({plain:.4f}) reproduce the quantised graph on this CPU; nothing was scored")
+        self.kernels = "reference (the int8 kernels failed the check on this CPU)"
+
+    def _check_clip(self):
+        import torch
+
+        from serbench.synth.voice import probe_clips
+
+        clip = probe_clips(1, seed=2024, seconds=self.n / self.sample_rate, sr=self.sample_rate)[0]
+        return torch.from_numpy(fit(clip, self.n))[None]
+
+    def _load(self):
+        import torch
+
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            module = torch.export.load(str(artefact.path / artefact.file)).module()
-            self.compiled = torch.compile(module)
-            with inductor_config.patch(freezing=True), torch.no_grad():
-                self.compiled(torch.zeros(1, self.n))  # compiles now, with freezing (int8 kernels)
+            return torch.export.load(str(self._program)).module()
+
+    def _compile(self, freezing: bool):
+        import torch
+        from torch._inductor import config as inductor_config
+
+        compiled = torch.compile(self._load())
+        with warnings.catch_warnings(), inductor_config.patch(freezing=freezing), torch.no_grad():
+            warnings.simplefilter("ignore")
+            compiled(torch.zeros(1, self.n))  # compiles now (with freezing: the int8 kernels)
+        return compiled
+
+    def _run(self, batch) -> np.ndarray:
+        import torch
+
+        with torch.no_grad():
+            return self.compiled(batch)[0].numpy()
 
     def frames(self, samples: int) -> int:
         for k, s in zip(self.kernel, self.stride):

@@ -77,7 +77,12 @@ def run(args) -> int:
         print(json.dumps(result, indent=2, default=str))
         return 0
     print(f"\n{result['model']}  weights: {result['weights_label']}  threads: {result['threads']}  "
-          f"CPU: {result['machine']['cpu']}  clip: {result['clip_seconds']} s, batch 1")
+          f"clip: {result['clip_seconds']} s, batch 1")
+    print(f"CPU: {result['machine']['isa_summary']}")
+    for r in result["rows"]:
+        if r.get("kernels"):
+            print(f"{r['recipe']}: kernels {r['kernels']} (agreement with its graph: "
+                  f"{r['kernel_check'].get('int8_agreement')})")
     if result["random_weights"]:
         print("NOTE: RANDOM-INIT weights: sizes and speeds are real, fidelity is of a random network")
     print(table(result))

@@ -33,6 +33,19 @@ One module per stage of the pipeline, one bounded-memory pass over the file:
   emotion; the per-window timeline keeps each window's time range in the *original* file.
 * ``cli``: the command line of both ``serbench infer`` and the folder's ``infer.py``.
 """
+import os as _os
+import sys as _sys
+
+# onnxruntime >= 1.29 has native telemetry on Linux and macOS (1DS, uploading to Microsoft; it makes
+# DNS lookups a few seconds after a session opens, measured with 1.32 under strace), and only
+# ORT_DISABLE_TELEMETRY=1 set *before onnxruntime is imported* turns it off:
+# disable_telemetry_events() does not stop the uploader. So it is set here, before any module of
+# this package (or of serbench, whose package imports this one first) can import onnxruntime. A
+# value the user set is kept; an onnxruntime imported earlier without it is warned about at the
+# first session (:func:`session`), since nothing can switch it off in that process any more.
+TELEMETRY_LATCHED_ON = "onnxruntime" in _sys.modules and "ORT_DISABLE_TELEMETRY" not in _os.environ
+_os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+
 from .note import Options, Stats, analyse, analyse_files, format_text
 from .base import (ENTRY_FILE, INPUT_NAME, LABELS_FILE, MODEL_FILE, OUTPUT_NAME, PACKAGE_DIR, PREPROCESS_FILE,
                    SAMPLE_RATE, SILENT_PEAK, VAD_FILE, InferError)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
@@ -38,6 +39,9 @@ def using_threads(n: int | None):
             _THREADS.reset(token)
 
 
+_WARNED = False
+
+
 def cuda_available() -> bool:
     """Whether onnxruntime can run on a CUDA device here: its CUDA provider is installed (the
     onnxruntime-gpu package) and ``CUDA_VISIBLE_DEVICES`` does not hide every device."""
@@ -50,10 +54,19 @@ def cuda_available() -> bool:
 
 def session(path, threads: int, cuda: bool = False):
     """An onnxruntime session (CPU; CUDA first when ``cuda``): ``threads`` intra-op threads, idle
-    workers sleeping, quiet logs, and onnxruntime's native telemetry off, so nothing here (or in serbench, which opens every session through this)
-    makes a network attempt. The one place sessions are opened."""
+    workers sleeping, quiet logs, and onnxruntime's telemetry off (``ORT_DISABLE_TELEMETRY``, set
+    when this package is imported; see its ``__init__``), so nothing here, or in serbench, which
+    opens every session through this, makes a network attempt. The one place sessions are opened."""
     import onnxruntime as ort
 
+    from . import TELEMETRY_LATCHED_ON
+
+    global _WARNED
+    if TELEMETRY_LATCHED_ON and not _WARNED:
+        _WARNED = True
+        warnings.warn("onnxruntime was imported before serbench without ORT_DISABLE_TELEMETRY=1, so its "
+                      "telemetry uploader runs in this process (it contacts Microsoft's event host); set "
+                      "ORT_DISABLE_TELEMETRY=1 before importing onnxruntime", RuntimeWarning, stacklevel=2)
     if hasattr(ort, "disable_telemetry_events"):
         ort.disable_telemetry_events()
     so = ort.SessionOptions()
