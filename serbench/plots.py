@@ -39,17 +39,21 @@ def report_figures(runs: pd.DataFrame, cross: pd.DataFrame,
     from serbench import metrics
 
     figs: dict[str, tuple[str, Figure]] = {}
-    for group, df in runs.groupby("pareto_group", sort=False):
-        # the group name carries the kind of data (SYNTHETIC); point labels carry RANDOM-INIT
-        df = df.assign(label=[plot_label(r, data_in_title=True) for r in df.to_dict("records")])
-        for name, x, x_label, col in (("size", "size_mb", "model size (MB)", "front_size"),
-                                      ("latency", "latency_p50_ms", "latency p50 (ms, one 8 s clip)", "front_latency")):
+    # latency is drawn per machine as well (``speed_group``: CPU and kernel ISA), size per group
+    for name, x, x_label, col, by in (("size", "size_mb", "model size (MB)", "front_size", "pareto_group"),
+                                      ("latency", "latency_p50_ms", "latency p50 (ms, one 8 s clip)", "front_latency",
+                                       "speed_group")):
+        for group, df in runs.groupby(by, sort=False):
+            # the group name carries the kind of data (SYNTHETIC); point labels carry RANDOM-INIT
             have = df[df[col].notna()]
             if len(have):
+                have = have.assign(label=[plot_label(r, data_in_title=True) for r in have.to_dict("records")])
                 title = f"{name.capitalize()} x UA, {group}"
                 figs[f"pareto-{name}-{slug(group)}"] = (title, pareto_2d(have, x, x_label, col, title))
+    for group, df in runs.groupby("speed_group", sort=False):
         have = df[df["front_3d"].notna()]
         if len(have):
+            have = have.assign(label=[plot_label(r, data_in_title=True) for r in have.to_dict("records")])
             title = f"Size x latency x UA, {group}"
             figs[f"pareto-3d-{slug(group)}"] = (title, pareto_3d(have, "front_3d", title))
     long = [{"label": f"{r['model']}/{r['recipe']} -> {r['target']}" + (f" [{r['marks']}]" if r["marks"] else ""),

@@ -107,17 +107,10 @@ def cpu_isa() -> dict:
     :data:`ISA_FLAGS` the CPU has, and the ISA oneDNN itself chose (it honours a
     ``ONEDNN_MAX_CPU_ISA`` cap, recorded too). onnxruntime does not say which MLAS kernels it
     picked; it picks them by these same flags."""
-    vendor, flags = None, set()
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            key = key.strip().lower()
-            if key in ("vendor_id", "cpu implementer") and vendor is None:
-                vendor = value.strip()
-            elif key in ("flags", "features"):
-                flags.update(value.split())
+        vendor, flags = parse_cpuinfo(Path("/proc/cpuinfo").read_text())
     except OSError:
-        pass
+        vendor, flags = None, set()
     if sys.platform == "darwin":
         vendor = vendor or _sysctl("machdep.cpu.vendor") or "Apple"
         flags.update(f.lower().replace(".", "_") for f in (_sysctl("machdep.cpu.features") or "").split())
@@ -125,6 +118,20 @@ def cpu_isa() -> dict:
     return {"vendor": vendor, "model": cpu_model(), "arch": platform.machine(),
             "flags": [f for f in ISA_FLAGS if f in flags], "onednn_isa": onednn_isa(),
             "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA")}
+
+
+def parse_cpuinfo(text: str) -> tuple[str | None, set[str]]:
+    """``(vendor, flags)`` from /proc/cpuinfo's text: x86's ``vendor_id`` and ``flags`` lines,
+    aarch64's ``CPU implementer`` and ``Features`` lines."""
+    vendor, flags = None, set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip().lower()
+        if key in ("vendor_id", "cpu implementer") and vendor is None:
+            vendor = value.strip()
+        elif key in ("flags", "features"):
+            flags.update(value.split())
+    return vendor, flags
 
 
 def isa_summary(isa: dict | None = None) -> str:
@@ -135,6 +142,25 @@ def isa_summary(isa: dict | None = None) -> str:
         cap = f", capped by ONEDNN_MAX_CPU_ISA={isa['onednn_max_cpu_isa']}" if isa.get("onednn_max_cpu_isa") else ""
         parts.append(f"oneDNN: {isa['onednn_isa']}{cap}")
     return "; ".join(parts)
+
+
+#: the kernel-selecting features, widest first: the first one a CPU has names its class of kernels
+ISA_RANK = ("amx_int8", "avx512_fp16", "avx512_bf16", "avx512_vnni", "avx512f", "avx_vnni", "avx2",
+            "sme", "sve2", "sve", "i8mm", "asimddp", "asimd")
+
+
+def isa_label(isa: dict | None) -> str | None:
+    """A short name of the machine a speed was measured on, for tables and grouping:
+    ``"AMD EPYC, avx512_bf16"`` (the CPU and the widest of :data:`ISA_RANK` it has), plus oneDNN's
+    ISA where a ``ONEDNN_MAX_CPU_ISA`` cap changed it. Speeds under two labels are not comparable."""
+    if not isa:
+        return None
+    flags = set(isa.get("flags") or [])
+    top = next((f for f in ISA_RANK if f in flags), "baseline ISA")
+    label = f"{isa.get('model') or isa.get('arch') or 'unknown CPU'}, {top}"
+    if isa.get("onednn_max_cpu_isa"):
+        label += f", oneDNN capped to {isa['onednn_max_cpu_isa']}"
+    return label
 
 
 @functools.lru_cache(maxsize=1)

@@ -92,6 +92,7 @@ def runs_display(t: pd.DataFrame) -> pd.DataFrame:
             "macro-F1 % (fold mean ± std)": mean_std(r["macro_f1"], r["macro_f1_std"]),
             **{f"F1 {c} %": pct(r["f1"].get(c)) for c in classes},
             "size MB": num(r["size_mb"], ".1f"), "latency p50 ms": num(r["latency_p50_ms"], ".0f"),
+            "latency measured on": r.get("speed_on") or "",
             "UA/MB": ("n/a (weight-free, 0 MB)" if r["size_mb"] == 0 else num(r["acc_per_mb"], ".3g")),
             "energy J/clip": num(r["energy_j_per_clip"], ".3g"),
             "fidelity cos": num(r["fidelity_cosine"], ".4f"), "weights": r["weights"],
@@ -104,8 +105,8 @@ def runs_display(t: pd.DataFrame) -> pd.DataFrame:
 def fronts_display(t: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame([{
         "group": r["pareto_group"], "model/recipe": plot_label(r), "size MB": num(r["size_mb"], ".1f"),
-        "latency p50 ms": num(r["latency_p50_ms"], ".0f"), "UA %": pct(r["ua"]),
-        "size front": _front(r["front_size"]), "latency front": _front(r["front_latency"]),
+        "latency p50 ms": num(r["latency_p50_ms"], ".0f"), "latency measured on": r.get("speed_on") or "",
+        "UA %": pct(r["ua"]), "size front": _front(r["front_size"]), "latency front": _front(r["front_latency"]),
         "3-D front": _front(r["front_3d"]),
     } for r in t.to_dict("records")])
 

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from serbench import pareto, stats
+from serbench import pareto, provenance, stats
 from serbench.errors import SerbenchError
 from serbench.fmt import finite, label_map_text
 from serbench.store import Store
@@ -120,6 +120,7 @@ def _run_row(db: Store, run: dict) -> dict:
         "classes": list(cfg.get("classes") or summary.get("classes") or []),
         **meas,
         "acc_per_mb": acc_per_mb(ua, size),
+        "speed_on": speed_machine(stored.get("machine")),
         "flags": "; ".join(stored.get("flags") or []),
         "confusion": summary.get("confusion"),
         "recall": {c: v.get("mean") for c, v in (summary.get("recall") or {}).items()},
@@ -129,6 +130,15 @@ def _run_row(db: Store, run: dict) -> dict:
         "paired": summary.get("paired") if isinstance(summary.get("paired"), dict) else None,
     }
     return row
+
+
+def speed_machine(machine) -> str | None:
+    """The machine a run's latency was measured on (:func:`serbench.provenance.isa_label` of its
+    stored ``machine`` record; the CPU name alone for runs stored before the ISA was recorded),
+    ``None`` for a run that measured nothing."""
+    if not isinstance(machine, dict):
+        return None
+    return provenance.isa_label(machine.get("isa")) or machine.get("cpu")
 
 
 def _ci_columns(summary: dict) -> dict:
@@ -218,14 +228,20 @@ def _std(summary: dict, key: str):
 def add_fronts(table: pd.DataFrame) -> pd.DataFrame:
     """``front_size``, ``front_latency``, ``front_3d``: True/False on that front of the run's group
     (same protocol, same label maps, same kind of data: a 4-class UA cannot be traded against an
-    8-class one), ``None`` where the run lacks a needed number."""
+    8-class one), ``None`` where the run lacks a needed number. Fronts that trade latency are
+    drawn within ``speed_group``: the same group *and* the same machine (``speed_on``: CPU and
+    kernel ISA), since a latency measured with AMX kernels cannot be traded against one measured
+    with AVX2 kernels. (Runs stored before machines were recorded stay in their group.)"""
     out = table.copy()
     out["pareto_group"] = [f"{p} · {m} · {d}" for p, m, d in zip(out["protocol"], out["label_map"], out["data"])]
+    speed_on = out["speed_on"] if "speed_on" in out else pd.Series([None] * len(out), index=out.index)
+    out["speed_group"] = [f"{g} · {s}" if s else g for g, s in zip(out["pareto_group"], speed_on)]
     for col in FRONTS:
         out[col] = pd.Series([None] * len(out), dtype=object)
-    for _, idx in out.groupby("pareto_group", sort=False).groups.items():
-        points = out.loc[idx].to_dict("records")
-        for col, objectives in FRONTS.items():
+    for col, objectives in FRONTS.items():
+        by = "speed_group" if "latency_p50_ms" in objectives else "pareto_group"
+        for _, idx in out.groupby(by, sort=False).groups.items():
+            points = out.loc[idx].to_dict("records")
             mask = pareto.front(points, objectives)
             for i, p, on in zip(idx, points, mask):
                 out.at[i, col] = on if pareto.comparable(p, objectives) else None

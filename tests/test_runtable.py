@@ -46,6 +46,30 @@ def test_fronts_per_protocol_and_data_kind(hand):
     assert runtable.acc_per_mb(0.5, 0) is None and runtable.acc_per_mb(0.5, 2) == 0.25
 
 
+def test_latency_fronts_are_per_machine_and_size_fronts_are_not(tmp_path):
+    """A latency measured with AMX kernels cannot be traded against one measured with AVX-512:
+    each machine (CPU and widest kernel ISA, from the stored hardware record) has its own latency
+    and 3-D fronts, while size, which no machine changes, keeps one front per group."""
+    from serbench import provenance
+
+    amx = {"model": "Intel Xeon", "flags": ["avx2", "avx512f", "avx512_vnni", "amx_int8"]}
+    epyc = {"model": "AMD EPYC", "flags": ["avx2", "avx512f", "avx512_vnni"]}
+    with Store(tmp_path / "s.sqlite") as db:
+        # on the Xeon: 50 ms, UA 0.7; on the EPYC: 100 ms, UA 0.6 (smaller, so on the size front)
+        xeon = write_run(db, "big", "fp32", "loso", [0.7] * 4,
+                         measurements={"size_mb": 90.0, "latency_p50_ms": 50.0, "machine": {"isa": amx}})
+        amd = write_run(db, "big", "static-int8", "loso", [0.6] * 4,
+                        measurements={"size_mb": 25.0, "latency_p50_ms": 100.0, "machine": {"isa": epyc}})
+    t = _build(tmp_path / "s.sqlite").runs.set_index("run_id")
+    assert t.loc[xeon, "speed_on"] == provenance.isa_label(amx) == "Intel Xeon, amx_int8"
+    assert t.loc[amd, "speed_on"] == "AMD EPYC, avx512_vnni"
+    assert t.loc[xeon, "speed_group"] != t.loc[amd, "speed_group"]
+    assert t.loc[amd, "front_latency"] is True and t.loc[amd, "front_3d"] is True  # alone on its machine
+    assert t.loc[xeon, "front_size"] is True and t.loc[amd, "front_size"] is True
+    together = runtable.add_fronts(t.reset_index().assign(speed_on=None)).set_index("run_id")
+    assert together.loc[amd, "front_latency"] is False  # what one front over both machines would say
+
+
 def test_leakage_is_random_minus_speaker_independent_on_the_same_corpus(hand):
     leak = _build(hand.path).leakage
     assert len(leak) == 2  # big/fp32 on real IEMOCAP, tiny/fp32 on synthetic; never across the two

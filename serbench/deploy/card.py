@@ -94,7 +94,7 @@ def card_markdown(card: dict) -> str:
         f"| macro-F1 (%) | {_pct(acc.get('macro_f1'))} |",
         f"| size | model.onnx {card['size']['model_onnx_mb']:.2f} MB (backbone artefact {card['size']['backbone_artefact_mb']} MB) |",
         (f"| latency (one {lat['window_s']:g} s window) | {lat['p50_ms']:.1f} ms median, {lat['threads']} threads, "
-         f"{lat['cpu']}, onnxruntime {lat['onnxruntime']} |" if lat else "| latency | not measured |"),
+         f"{lat.get('machine') or lat['cpu']}, onnxruntime {lat['onnxruntime']} |" if lat else "| latency | not measured |"),
         f"| weights | {card['weights']} |",
         "| data | " + "; ".join(f"{n}: {d.get('utterances')} utterances, {d.get('origin')}, label map "
                                   f"{d.get('label_map')}, manifest {str(d.get('manifest_hash'))[:12]}"

@@ -168,4 +168,5 @@ def latency(model_path: Path, seconds: float = 8.0, threads: int | None = None, 
         times.append(time.perf_counter() - t)
     return {"window_s": seconds, "p50_ms": round(1000 * float(np.median(times)), 2),
             "min_ms": round(1000 * float(np.min(times)), 2), "repeats": repeats, "threads": threads,
-            "cpu": provenance.cpu_model(), "onnxruntime": ort.__version__}
+            "cpu": provenance.cpu_model(), "isa": provenance.cpu_isa(), "machine": provenance.isa_summary(),
+            "onnxruntime": ort.__version__}
