@@ -250,7 +250,8 @@ def test_the_audit_reports_identical_audio_in_train_and_test(tmp_path):
     assert audit["shared_audio"]["train-test"] == {"count": 1, "utterances": ["one/one00 = two/two00"]}
     assert audit["shared_speakers"]["train-test"]["count"] == 0      # the speakers alone look clean
     proto = tmp_path / "cross.yaml"
-    proto.write_text("name: cross\ndescription: one corpus against the other\ntrain: [one]\ntest: [two]\nsplit: {unit: corpus, kind: cross-corpus}\n"
+    proto.write_text("name: cross\ndescription: one corpus against the other\ntrain: [one]\ntest: [two]\n"
+                     "split: {unit: corpus, kind: cross-corpus}\n"
                      "validation: {method: holdout, unit: utterance, fraction: 0.25}\nseed: 0\n")
     with pytest.raises(SerbenchError, match=r"1 recording\(s\) are in both (train|val) and test under different ids "
                                             r"\(identical audio bytes\): one/one00 = two/two00"):

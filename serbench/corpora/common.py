@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from serbench import labels
 from serbench.audio import count_nonfinite, nonfinite_message, truncation_message, wav_truncation
+from serbench.errors import SerbenchError
 from serbench.manifest import COLUMNS, Manifest, Skipped, audio_hash, normalise
 
 
@@ -307,7 +308,8 @@ def audio_files(folder: Path) -> list[Path]:
     and audio this libsndfile cannot decode (:data:`UNREADABLE_SUFFIXES`), so that it is counted
     as skipped (:func:`format_problem`). Other files (``.txt``, ``.DS_Store``) are not audio."""
     suffixes = AUDIO_SUFFIXES + UNREADABLE_SUFFIXES
-    return sorted(
-        p for p in folder.iterdir()
-        if p.suffix.lower() in suffixes and not p.name.startswith("._")
-    )
+    try:
+        names = list(folder.iterdir())
+    except OSError as exc:
+        raise SerbenchError(f"{folder}: cannot list the folder: {exc.strerror}") from exc
+    return sorted(p for p in names if p.suffix.lower() in suffixes and not p.name.startswith("._"))

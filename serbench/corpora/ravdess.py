@@ -36,11 +36,18 @@ def actor_dirs(path: Path) -> tuple[list[Path], list[Path]]:
         raise SerbenchError(f"{path}: no such folder (expected a RAVDESS folder holding Actor_01 ..)")
     folders = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
     dirs = [p for p in folders if ACTOR_DIR.match(p.name)]
-    others = [p for p in folders if not ACTOR_DIR.match(p.name) and audio_files(p)]
+    others = [p for p in folders if not ACTOR_DIR.match(p.name) and _holds_audio(p)]
     if not dirs:
         found = f" (found {', '.join(p.name for p in others)}: not in the Actor_NN form)" if others else ""
         raise SerbenchError(f"{path}: not a RAVDESS folder: expected Actor_01 .. Actor_24 under it{found}")
     return dirs, others
+
+
+def _holds_audio(folder: Path) -> bool:
+    try:
+        return bool(audio_files(folder))
+    except SerbenchError:  # an unreadable folder not named like an actor's (lost+found): not RAVDESS's
+        return False
 
 
 def bad_codes(m: re.Match) -> str | None:
