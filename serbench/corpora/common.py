@@ -203,13 +203,14 @@ def build_manifest(
                 + (f" ({first.suffix.lower()} is preferred over {e.path.suffix.lower()})"
                    if first.suffix.lower() != e.path.suffix.lower() else ""))))
             continue
-        try:
-            problem = format_problem(e.path)
-            if problem:
-                raise BadAudio(problem)
-            duration, sr = probe_audio(e.path)
-        except BadAudio as exc:
-            skipped.append(Skipped(str(e.path), str(exc)))
+        why = format_problem(e.path)
+        if why is None:
+            try:
+                duration, sr = probe_audio(e.path)
+            except BadAudio as exc:
+                why = str(exc)
+        if why is not None:
+            skipped.append(Skipped(str(e.path), why))
             continue
         kept[e.utt_id] = e.path
         label = lmap(e.raw_label)
