@@ -4,7 +4,9 @@ A map lives in ``registry/labelmaps/<name>.yaml`` (``name``, ordered ``classes``
 label to class, optional ``description``). Raw labels absent from ``map`` are dropped, and the
 manifest counts them, so a protocol's class set is visible and switchable without touching code.
 ``map: null`` keeps every raw label as its own class; it must be written out, so that a misspelt
-``map`` key (``mapping:``) is an error rather than a silent identity map.
+``map`` key (``mapping:``) is an error rather than a silent identity map. Raw labels, classes and
+map keys are all compared in :func:`serbench.manifest.normalise`'s form (stripped, NFC), so a
+map written ``"angry ": angry`` matches the corpus's ``angry``.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from pathlib import Path
 
 from serbench import schema
 from serbench.errors import SerbenchError
+from serbench.manifest import normalise
 from serbench.paths import find_yaml, registry_dirs, yaml_files
 from serbench.schema import Field
 
@@ -53,17 +56,28 @@ def load(name_or_path: str | Path) -> LabelMap:
     _, values = schema.load_entry(path, FIELDS)
     mapping, classes = values["map"], values["classes"]
     if mapping is not None:
+        normal: dict[str, str] = {}  # normalised raw label -> normalised class
         for raw, cls in mapping.items():
             if not isinstance(cls, (str, int)) or isinstance(cls, bool):
                 raise schema.error(path, f"map.{raw}", f"must be a class name, got {cls!r}")
-        mapping = {str(k): str(v) for k, v in mapping.items()}
+            key = normalise(raw)
+            if normal.get(key, normalise(cls)) != normalise(cls):
+                raise schema.error(path, f"map.{raw}", f"is {key!r} once spaces are stripped, which is "
+                                                       f"mapped to {normal[key]!r}, not {cls!r}")
+            normal[key] = normalise(cls)
+        mapping = normal
         if classes is None:
             classes = sorted(set(mapping.values()))
-        missing = set(mapping.values()) - set(map(str, classes))
+    if classes is not None:
+        classes = [normalise(c) for c in classes]
+        if len(set(classes)) != len(classes):
+            raise schema.error(path, "classes", "lists a class twice once spaces are stripped")
+    if mapping is not None:
+        missing = set(mapping.values()) - set(classes)
         if missing:
             raise SerbenchError(f"{path}: 'map' targets {sorted(missing)} not listed in 'classes'")
     return LabelMap(
         name=values["name"],
-        classes=tuple(map(str, classes)) if classes is not None else None,
+        classes=tuple(classes) if classes is not None else None,
         mapping=mapping,
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -14,8 +15,30 @@ import pandas as pd
 
 COLUMNS = [
     "utt_id", "path", "corpus", "speaker", "session", "gender",
-    "label", "raw_label", "duration", "sample_rate",
+    "label", "raw_label", "duration", "sample_rate", "audio_hash",
 ]
+OPTIONAL = {"audio_hash": ""}  # columns a hand-built frame may leave out, with their fill value
+
+
+def normalise(text: str) -> str:
+    """The one normal form of every label, speaker, session, gender and id string a corpus gives.
+
+    Surrounding whitespace is stripped and the text put in Unicode NFC, so ``"angry "`` is
+    ``"angry"`` and "e" + a combining acute accent is the one character "é": strings that print
+    the same are the same class or speaker. Case is kept (``Angry`` and ``angry`` may be meant
+    as different).
+    """
+    return unicodedata.normalize("NFC", str(text)).strip()
+
+
+def audio_hash(path) -> str:
+    """blake2b (128 bits) of the file's bytes: the same audio under two names hashes the same.
+
+    The whole file is read (about 0.1 s for RAVDESS's 54 MB of FLAC once cached), so copies are
+    recognised whatever their names, ids or timestamps.
+    """
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, lambda: hashlib.blake2b(digest_size=16)).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -36,8 +59,12 @@ class Manifest:
     skipped: list[Skipped] = field(default_factory=list)
     dropped: dict[str, int] = field(default_factory=dict)  # raw label -> count, not in label map
     files: int = 0  # audio files (or label lines) the recipe looked at, usable or not
+    warnings: list[str] = field(default_factory=list)  # what the reader changed, e.g. merged spellings
 
     def __post_init__(self) -> None:
+        for col, fill in OPTIONAL.items():
+            if col not in self.frame.columns:
+                self.frame = self.frame.assign(**{col: fill})
         missing = [c for c in COLUMNS if c not in self.frame.columns]
         if missing:
             raise ValueError(f"manifest frame lacks columns {missing}")
@@ -79,6 +106,7 @@ class Manifest:
             "genders": {k: int(v) for k, v in f["gender"].value_counts().sort_index().items()},
             "duration_hours": round(float(f["duration"].sum()) / 3600.0, 4),
             "dropped_by_label_map": dict(sorted(self.dropped.items())),
+            "warnings": list(self.warnings),
             "skipped": len(self.skipped),
             "skipped_by_reason": dict(sorted(reasons.items())),
             "skipped_files": [{"path": s.path, "reason": s.reason} for s in self.skipped],

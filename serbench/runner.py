@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from serbench import (atomic, audio, backbones, embed, heads, labels, metrics, protocols, provenance, registry,
-                      sources, splits, stats, store, train)
+from serbench import (atomic, audio, backbones, corpora, embed, heads, labels, metrics, protocols, provenance,
+                      registry, sources, splits, stats, store, train)
 from serbench.artefacts import cache, encoders
 from serbench.entries import RecipeEntry
 from serbench.errors import SerbenchError
@@ -104,9 +104,11 @@ class Runner:
         maps = {c: self.protocol.label_map(c) for c in self.protocol.corpora}
         self.manifests = sources.manifests(self.sources, maps, progress=self.progress)
         for name, m in self.manifests.items():
+            self.notes += [f"{name}: {w}" for w in m.warnings]
             if m.skipped:
+                recipe = corpora.recipe_for(name, self.sources[name].path)
                 self.notes.append(f"{name}: {len(m.skipped)} file(s) skipped, not scored (see `serbench corpus "
-                                  f"{name} {self.sources[name].path}` for each file and reason)")
+                                  f"{recipe} {self.sources[name].path}` for each file and reason)")
         self.folds = self.protocol.folds(self.manifests, seed=self.seed)
         self.table = splits.utterance_table(self.manifests)
         paths_by_key = {splits.qualify(n, u): p for n, m in self.manifests.items()

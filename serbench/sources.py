@@ -93,7 +93,8 @@ def resolve(names: tuple[str, ...], data: dict[str, Path] | None = None, synthet
 
 def manifests(sources: dict[str, Source], label_maps: dict[str, str] | None = None,
               progress: bool = True) -> dict[str, Manifest]:
-    """Run each corpus's recipe on its folder, with the protocol's label map where it sets one."""
+    """Run each corpus's recipe on its folder (or read its manifest CSV,
+    :func:`serbench.corpora.prepare_source`), with the protocol's label map where it sets one."""
     label_maps = label_maps or {}
-    return {n: corpora.prepare(n, s.path, label_map=label_maps.get(n), progress=progress)
+    return {n: corpora.prepare_source(n, s.path, label_map=label_maps.get(n), progress=progress)
             for n, s in sources.items()}

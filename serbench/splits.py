@@ -1,5 +1,6 @@
 """How a protocol becomes folds: scikit-learn's splitters on the utterance table, validation
-carved from training data only, and every fold audited for shared speakers.
+carved from training data only, and every fold audited for shared speakers and shared audio
+(the same bytes under two ids: one recording in two splits is leakage whatever the protocol).
 
 :mod:`serbench.protocols` says *what* a protocol file may say; this module is the one place that
 *splits*, so the no-leakage rules (validation never from test or train-only data, speaker
@@ -204,6 +205,13 @@ def _check(p, fold: Fold) -> None:
     ids = [set(fold.train), set(fold.val), set(fold.test)]
     if ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2]:  # a bug here, never the data
         raise AssertionError(f"fold {fold.name}: an utterance is in two splits")
+    for pair, shared in a["shared_audio"].items():
+        if shared["count"]:
+            raise SerbenchError(
+                f"protocol {p.name}, fold {fold.index} ({fold.name}): {shared['count']} recording(s) are in "
+                f"both {pair.replace('-', ' and ')} under different ids (identical audio bytes): "
+                f"{'; '.join(shared['utterances'][:5])}; remove the copies from the corpora"
+            )
     if p.speaker_independent:
         for pair in ("train-test", "val-test"):
             shared = a["shared_speakers"][pair]
@@ -221,7 +229,8 @@ def utterance_table(manifests: dict[str, Manifest]) -> pd.DataFrame:
     """All utterances of ``manifests`` in one frame indexed by qualified id (``key``).
 
     Columns: corpus, utt_id, speaker and session (both qualified by corpus; session ``""`` where
-    the corpus has none), gender, label. The trainer looks labels up here by fold ids.
+    the corpus has none), gender, label, audio_hash (``""`` where unknown). The trainer looks
+    labels up here by fold ids.
     """
     frames = []
     for name, m in manifests.items():
@@ -234,6 +243,7 @@ def utterance_table(manifests: dict[str, Manifest]) -> pd.DataFrame:
             "session": [qualify(name, s) if s else "" for s in f["session"]],
             "gender": f["gender"].to_numpy(),
             "label": f["label"].to_numpy(),
+            "audio_hash": f["audio_hash"].to_numpy(),
         }))
     return pd.concat(frames, ignore_index=True).set_index("key")
 
@@ -251,7 +261,21 @@ def _audit(table: pd.DataFrame, parts: dict[str, list[str]], classes) -> dict:
             f"{a}-{b}": {"count": len(speakers[a] & speakers[b]), "speakers": sorted(speakers[a] & speakers[b])}
             for a, b in PAIRS
         },
+        "shared_audio": {f"{a}-{b}": _shared_audio(rows[a], rows[b]) for a, b in PAIRS},
     }
+
+
+def _shared_audio(a: pd.DataFrame, b: pd.DataFrame) -> dict:
+    """The recordings (audio hashes) in both ``a`` and ``b``: how many, and ``"x = y"`` per one
+    naming their qualified ids on each side. Corpus readers keep one copy per corpus, so these
+    are copies across corpora (or hand-built manifests)."""
+    a, b = a[a["audio_hash"] != ""], b[b["audio_hash"] != ""]
+    common = sorted(set(a["audio_hash"]) & set(b["audio_hash"]))
+
+    def ids(rows: pd.DataFrame, digest: str) -> str:
+        return ", ".join(sorted(rows.index[rows["audio_hash"] == digest]))
+
+    return {"count": len(common), "utterances": [f"{ids(a, h)} = {ids(b, h)}" for h in common]}
 
 
 def _derive(seed: int, fold: int) -> int:

@@ -33,6 +33,8 @@ def run(args) -> int:
     print(tabulate(sorted(s["per_speaker"].items()), headers=["speaker", "utterances"]))
     if s["per_session"]:
         print(tabulate(sorted(s["per_session"].items()), headers=["session", "utterances"]))
+    for warning in s["warnings"]:
+        print(f"warning: {warning}")
     print(f"skipped: {s['skipped']}")
     for item in s["skipped_files"]:
         print(f"  {item['path']}: {item['reason']}")

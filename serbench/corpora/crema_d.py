@@ -8,12 +8,13 @@ contain at least one empty clip; it is reported as skipped like any other bad fi
 from __future__ import annotations
 
 import csv
+import io
 import re
 from pathlib import Path
 
-from serbench.corpora.common import Entry, audio_files, build_manifest
+from serbench.corpora.common import BadText, Entry, audio_files, build_manifest, read_text
 from serbench.errors import SerbenchError
-from serbench.manifest import Manifest, Skipped
+from serbench.manifest import Manifest, Skipped, normalise
 
 NAME = "crema-d"
 DEFAULT_LABEL_MAP = "crema-d-4class"
@@ -31,25 +32,35 @@ def find_audio(path: Path) -> Path:
     raise SerbenchError(f"{path}: not a CREMA-D folder: expected AudioWAV/ under it")
 
 
-def read_genders(root: Path) -> dict[str, str]:
-    """ActorID -> 'F' / 'M' from VideoDemographics.csv, if present (else empty)."""
+def read_genders(root: Path) -> tuple[dict[str, str], list[Skipped]]:
+    """ActorID -> 'F' / 'M' from VideoDemographics.csv, if present (else empty), and the file as
+    skipped, with why, when it is there but cannot be read or lacks its columns (genders are then
+    left empty: the corpus is still usable)."""
     csv_path = root / "VideoDemographics.csv"
     if not csv_path.is_file():
-        return {}
+        return {}, []
+    try:
+        reader = csv.DictReader(io.StringIO(read_text(csv_path), newline=""))
+        rows = [{normalise(k): normalise(v or "") for k, v in row.items() if k is not None} for row in reader]
+    except (BadText, csv.Error) as exc:
+        return {}, [Skipped(str(csv_path), f"not read, genders left empty: {exc}")]
+    found = [normalise(c) for c in reader.fieldnames or []]
+    if not {"ActorID", "Sex"} <= set(found):
+        return {}, [Skipped(str(csv_path), f"not read, genders left empty: needs columns ActorID, Sex; "
+                                           f"found {', '.join(map(repr, found)) or 'none'}")]
     genders = {}
-    with csv_path.open(newline="", encoding="utf-8", errors="replace") as fh:
-        for row in csv.DictReader(fh):
-            sex = (row.get("Sex") or "").strip().lower()
-            if row.get("ActorID") and sex in ("male", "female"):
-                genders[row["ActorID"].strip()] = "M" if sex == "male" else "F"
-    return genders
+    for row in rows:
+        sex = row["Sex"].lower()
+        if row["ActorID"] and sex in ("male", "female"):
+            genders[row["ActorID"]] = "M" if sex == "male" else "F"
+    return genders, []
 
 
 def prepare(path: Path, label_map: str | None = None, progress: bool = True) -> Manifest:
     audio = find_audio(path)
     root = audio.parent
-    genders = read_genders(root)
-    entries, skipped = [], []
+    genders, skipped = read_genders(root)
+    entries = []
     for f in audio_files(audio):
         m = FILE.match(f.stem)
         if not m:

@@ -13,7 +13,7 @@ import os
 import re
 from pathlib import Path
 
-from serbench.corpora.common import Entry, build_manifest
+from serbench.corpora.common import BadText, Entry, build_manifest, read_text
 from serbench.errors import SerbenchError
 from serbench.manifest import Manifest, Skipped
 
@@ -60,9 +60,11 @@ def parse_labels(root: Path) -> tuple[dict[str, str], list[Skipped]]:
     """utt_id -> raw label from every ``EmoEvaluation/*.txt`` of every session.
 
     Nothing is dropped without a trace: a line that looks like a turn's label but is not in
-    IEMOCAP's format is listed as ``file:line`` with what is wrong with it, and an utterance
-    labelled differently in two places is listed with every place and label and left out (its
-    label is unknown). The same label given twice is kept.
+    IEMOCAP's format is listed as ``file:line`` with what is wrong with it, a file that cannot be
+    decoded (:func:`~serbench.corpora.common.read_text` reads UTF-8, and UTF-16 with a byte-order
+    mark as Windows editors save it) is listed with why, and an utterance labelled differently
+    in two places is listed with every place and label and left out (its label is unknown). The
+    same label given twice is kept.
     """
     seen: dict[str, list[tuple[str, str]]] = {}  # utt -> [(file:line, label)]
     bad: list[Skipped] = []
@@ -74,9 +76,9 @@ def parse_labels(root: Path) -> tuple[dict[str, str], list[Skipped]]:
             if txt.name.startswith("._"):
                 continue
             try:
-                text = txt.read_text(encoding="utf-8", errors="replace")
-            except OSError as exc:
-                bad.append(Skipped(str(txt), f"cannot read label file: {exc.strerror}"))
+                text = read_text(txt)
+            except BadText as exc:
+                bad.append(Skipped(str(txt), f"label file not read, its utterances are left out: {exc}"))
                 continue
             for number, line in enumerate(text.splitlines(), start=1):
                 m = LINE.match(line)
