@@ -175,7 +175,7 @@ def test_label_and_speaker_spellings_are_one_value_and_the_merge_is_said(tmp_pat
     assert sorted(m.frame["speaker"].unique()) == ["Actor_01", "Actor_02", "Zoé"]
     nfd = unicodedata.normalize("NFD", "Zoé")
     assert m.warnings == [
-        f"speakers ' Actor_01', 'Actor_01' are read as one speaker 'Actor_01' (surrounding spaces stripped, "
+        "speakers ' Actor_01', 'Actor_01' are read as one speaker 'Actor_01' (surrounding spaces stripped, "
         "Unicode NFC)",
         f"speakers {nfd!r}, {'Zoé'!r} are read as one speaker 'Zoé' (surrounding spaces stripped, Unicode NFC)",
         "labels 'angry', 'angry ' are read as one label 'angry' (surrounding spaces stripped, Unicode NFC)",
@@ -219,7 +219,8 @@ def test_label_map_keys_are_normalised_like_the_labels(tmp_path):
 
 
 def test_the_same_audio_under_two_ids_is_kept_once_and_listed(tmp_path):
-    a, b = _tone(tmp_path / "a.wav"), _tone(tmp_path / "b.wav", 330)
+    a = _tone(tmp_path / "a.wav")
+    _tone(tmp_path / "b.wav", 330)
     shutil.copy(a, tmp_path / "a_copy.wav")
     csv = _csv(tmp_path / "dup.csv", "path,speaker,label,utt_id",
                ["a.wav,s1,angry,u1", "a.wav,s1,angry,u2", "a_copy.wav,s2,sad,u3", "b.wav,s2,sad,u4"])
