@@ -223,16 +223,16 @@ class _Loader(yaml.SafeLoader):
 
     def construct_mapping(self, node, deep=False):
         if isinstance(node, yaml.MappingNode):
-            seen = {}
+            seen: dict = {}
             for key_node, _ in node.value:
-                key = self.construct_object(key_node, deep=True)
+                key, line = self.construct_object(key_node, deep=True), key_node.start_mark.line + 1
                 try:
-                    first = seen.setdefault(key, key_node.start_mark.line + 1)
+                    if key in seen:
+                        raise SerbenchError(f"{self.path}: line {line}: key {key!r} given twice (first on line "
+                                            f"{seen[key]}); the later value would silently win")
+                    seen[key] = line
                 except TypeError:   # an unhashable key: PyYAML names it below
                     continue
-                if first != key_node.start_mark.line + 1:
-                    raise SerbenchError(f"{self.path}: line {key_node.start_mark.line + 1}: key {key!r} given twice "
-                                        f"(first on line {first}); the later value would silently win")
         return super().construct_mapping(node, deep)
 
 
@@ -240,7 +240,7 @@ def loads(text: str, path: Path | str):
     """Parse one YAML document ``text`` read from ``path`` (named in errors) with the strict
     loader (:class:`_Loader`); any YAML error names the file."""
     loader = _Loader(text)
-    loader.path = str(path)
+    loader.path = loader.name = str(path)   # name: what PyYAML's own messages call the stream
     try:
         return loader.get_single_data()
     except yaml.YAMLError as exc:

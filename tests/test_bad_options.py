@@ -215,6 +215,9 @@ def test_duplicate_yaml_keys_are_refused_naming_file_key_and_lines(tmp_path, mon
     nested = write_entry(tmp_path, "heads", "nested", "name: nested\nkind: mlp\noptions:\n  lr: 0.1\n  lr: 0.2\n")
     with pytest.raises(SerbenchError, match=f"{nested}: line 5: key 'lr' given twice"):
         heads.load("nested")
+    flow = write_entry(tmp_path, "heads", "flow", "name: flow\nkind: mlp\noptions: {lr: 0.1, lr: 0.2}\n")
+    with pytest.raises(SerbenchError, match=f"{flow}: line 3: key 'lr' given twice \\(first on line 3\\)"):
+        heads.load("flow")
     proto = tmp_path / "p.yaml"       # protocols are read by the same loader
     proto.write_text("name: p\nseed: 1\nseed: 2\n")
     with pytest.raises(SerbenchError, match=f"{proto}: line 3: key 'seed' given twice"):
