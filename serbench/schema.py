@@ -111,7 +111,7 @@ def value(data: dict, spec: Field, path: Path | str | None, prefix: str = ""):
     """The checked value of one field of ``data`` (its default when absent); ``path`` ``None``:
     ``data`` are keyword arguments (:func:`options`)."""
     name = prefix + spec.name
-    fail = lambda n, why: _fail(path, spec, n, why)  # noqa: E731
+    fail = lambda n, why: _fail(path, spec, n, why)
     present = spec.name in data and (data[spec.name] is not None or spec.nullable)
     if not present:
         if spec.required:
