@@ -15,6 +15,11 @@ tables; ``export``: the model card). ``analyse`` reads only an exported model fo
 neither. The command line calls these (or, for ``serbench infer``, the runtime function that
 ``analyse`` wraps, which a model folder also runs without serbench) and only formats what they
 return.
+
+Every function checks its arguments first, against its table in :mod:`serbench.options` (the
+one declaration of each option's type and range): a wrong type, an unknown keyword or a value out
+of range is a :class:`~serbench.errors.SerbenchError` with the command line's message, before any
+work is done.
 """
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from serbench import options as opts
 from serbench import paths
 
 RUN_COLUMNS = ("run_id", "model", "recipe", "protocol", "mode", "head", "label_maps",
@@ -39,19 +45,23 @@ def run(model: str, protocol: str, recipes=("fp32",), *, home: str | Path | None
 
     ``options`` are the fields of :class:`serbench.runner.RunSpec` (``mode``, ``weights``,
     ``corpus``, ``label_maps``, ``head``, ``data``, ``synthetic``, ``synthetic_size``, ``seed``,
-    ``measure``, ``n_resamples``, ``finetune`` ...). UA, WA and macro-F1 are pooled over all
+    ``measure``, ``n_resamples``, ``finetune`` ...; ``epochs``: ``finetune``'s epochs, as
+    ``--epochs``), checked first (:data:`serbench.options.RUN`). UA, WA and macro-F1 are pooled over all
     folds with their 95 % speaker-bootstrap interval; ``ua_fold_mean``/``ua_fold_std`` are the
     per-fold mean and std; ``delta_*`` compare a compressed recipe with the invocation's fp32.
     ``df.attrs["runs"]`` holds the full JSON-ready records, ``df.attrs["notes"]`` what the user
     must be told (skipped files, an empty resume).
     """
+    recipes = (recipes,) if isinstance(recipes, str) else recipes
+    checked = opts.check_run(dict(model=model, protocol=protocol, recipes=recipes, home=home, store=store,
+                                  resume=resume, progress=progress, log=log, **options))
+    front = {k: checked.pop(k, None) for k in ("home", "store", "resume", "progress", "log")}
     from serbench.runner import Runner, RunSpec
 
-    recipes = (recipes,) if isinstance(recipes, str) else tuple(recipes)
-    with paths.using_home(home):
-        runner = Runner(RunSpec(model=model, protocol=protocol, recipes=recipes, **options),
-                        store_path=store, resume=resume, progress=progress,
-                        log=log or (lambda *_: None))
+    checked["recipes"] = tuple(checked["recipes"])
+    with paths.using_home(front["home"]):
+        runner = Runner(RunSpec(**checked), store_path=front["store"], resume=bool(front["resume"]),
+                        progress=bool(front["progress"]), log=front["log"] or (lambda *_: None))
         results = runner.run()
     records = run_records(runner, results)
     df = pd.DataFrame([_flat(r) for r in records], columns=list(RUN_COLUMNS))
@@ -138,11 +148,13 @@ def bench(model: str, recipes=("fp32",), weights: str = "hub", *, home: str | Pa
     throughput, memory, energy, fidelity and flags; ``probe`` says what fidelity was measured on
     (``probe_data="NAME=PATH"`` among ``options`` measures it on that corpus, see
     :func:`serbench.recipe_bench.bench`); ``df.attrs["result"]`` is the full record."""
+    recipes = [recipes] if isinstance(recipes, str) else recipes
+    checked = opts.check(opts.BENCH, dict(model=model, recipes=recipes, weights=weights, home=home, **options))
+    home = checked.pop("home", None)
     from serbench.recipe_bench import bench as measure_recipes
 
-    recipes = [recipes] if isinstance(recipes, str) else list(recipes)
     with paths.using_home(home):
-        result = measure_recipes(model, recipes, weights, **options)
+        result = measure_recipes(checked.pop("model"), list(checked.pop("recipes")), **checked)
     rows = []
     for rec in result["rows"]:
         row = {}
@@ -161,10 +173,13 @@ def tune(model: str, recipe: str, min_fidelity: float, weights: str = "hub", *, 
     ``model`` reaches ``min_fidelity``, written as a new recipe under ``home``'s registry (or
     ``out=``); returns the sensitivities, the choice and what it measured
     (:func:`serbench.mixed_precision.tune`, whose keyword ``options`` it passes on)."""
+    checked = opts.check(opts.TUNE, dict(model=model, recipe=recipe, min_fidelity=min_fidelity, weights=weights,
+                                         home=home, **options))
+    home = checked.pop("home", None)
     from serbench.mixed_precision import tune as tune_recipe
 
     with paths.using_home(home):
-        return tune_recipe(model, recipe, min_fidelity, weights, **options)
+        return tune_recipe(checked.pop("model"), checked.pop("recipe"), checked.pop("min_fidelity"), **checked)
 
 
 def sweep(grid: str | Path, *, ray: str | None = None, resume: bool = False, synthetic: bool | None = None,
@@ -176,11 +191,13 @@ def sweep(grid: str | Path, *, ray: str | None = None, resume: bool = False, syn
     (each failed task with its inputs), ``tasks`` (count per stage), ``timings`` (wall, driver and
     task seconds) and ``executor``. ``options``: ``ray_cpus`` (a local Ray's CPUs),
     ``cpus_per_task``."""
+    checked = opts.check(opts.SWEEP, dict(grid=grid, ray=ray, resume=resume, synthetic=synthetic, home=home,
+                                          store=store, progress=progress, log=log, **options))
+    home, grid, checked["log"] = checked.pop("home", None), checked.pop("grid"), checked.get("log") or (lambda *_: None)
     from serbench import sweeps
 
     with paths.using_home(home):
-        res = sweeps.run(grid, ray=ray, resume=resume, synthetic=synthetic, store=store, progress=progress,
-                         log=log or (lambda *_: None), **options)
+        res = sweeps.run(grid, **checked)
     records = [rec for runner, results in res.finished for rec in run_records(runner, results)]
     df = pd.DataFrame([_flat(r) for r in records], columns=list(RUN_COLUMNS))
     df.attrs.update(runs=records, failures=res.failures, tasks=res.tasks, timings=res.timings,
@@ -230,10 +247,12 @@ def analyse(model_dir: str | Path, files, *, threads: int | None = None, **optio
     :class:`serbench.runtime.Options` (``vad``, ``window``, ``hop``, ``min_speech``,
     ``block_seconds``, ``vad_threshold``). A file that cannot be read gets ``status`` ``error``
     and its reason in ``message``; ``df.attrs["doc"]`` is the full JSON document (timelines)."""
+    files = [files] if isinstance(files, (str, Path)) else files
+    checked = opts.check(opts.ANALYSE, dict(model_dir=model_dir, files=files, threads=threads, **options))
+    model_dir, files, threads = checked.pop("model_dir"), list(checked.pop("files")), checked.pop("threads", None)
     from serbench import runtime
 
-    files = [files] if isinstance(files, (str, Path)) else list(files)
-    doc, _ = runtime.analyse_files(model_dir, files, runtime.Options(**options), threads)
+    doc, _ = runtime.analyse_files(model_dir, files, runtime.Options(**checked), threads)
     rows = []
     for r in doc["results"]:
         dist = r.get("distribution") or {}

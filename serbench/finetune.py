@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from transformers import get_cosine_schedule_with_warmup
 
-from serbench import backbones, metrics
+from serbench import backbones, metrics, options, schema
 from serbench.audio import Augment
-from serbench.train import EarlyStopping, FocalLoss, LayerWeightedProbe, balanced_alpha
+from serbench.train import EarlyStopping, FocalLoss, LayerWeightedProbe, balanced_alpha, check_classes
 
 
 @dataclass(frozen=True)
@@ -45,8 +45,14 @@ class FinetuneConfig:
     device: str | None = None      # None: cuda if available, else cpu
     freeze_feature_encoder: bool = True   # the paper keeps the conv encoder fixed
 
+    def __post_init__(self):
+        schema.config(self, FIELDS)   # epochs=0 is refused here, never replaced by a default
+
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+FIELDS = schema.config_fields(FinetuneConfig, *options.FINETUNE)   # types and ranges: serbench.options
 
 
 @dataclass
@@ -95,6 +101,7 @@ def finetune(backbone: torch.nn.Module, train_waves: list[np.ndarray], y_train, 
     """
     c = config
     classes = list(classes)
+    check_classes(classes, {"training": y_train, "validation": y_val})
     yt, yv = metrics.encode(y_train, classes), metrics.encode(y_val, classes)
     device = torch.device(c.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     rng = np.random.default_rng(c.seed)

@@ -1,9 +1,10 @@
 """Heads: what turns cached embeddings into class scores (``registry/heads/*.yaml``).
 
 A head is a registry entry like a model or a recipe: a YAML file names its ``kind`` and options,
-and adding one needs no code. A *kind* is registered here once, with the options it accepts and
-its fitting function side by side (:func:`register`); loading, validation and dispatch all derive
-from that one table.
+and adding one needs no code. A *kind* is registered here once, with the options it accepts (as
+:class:`~serbench.schema.Field`s: type, range, default) and its fitting function side by side
+(:func:`register`); loading, validation and dispatch all derive from that one table, so
+``max_epochs: 0`` or a negative ``C`` is an error naming the file and the option at load.
 
 Every head obeys the same rule: everything it learns (standardisation, regularisation strength,
 layer weights, network weights) is fitted on the **training** split and chosen on the
@@ -16,7 +17,7 @@ head beside the store, and merging it into an exported ONNX graph are one code p
 from __future__ import annotations
 
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -24,29 +25,34 @@ import numpy as np
 import torch
 from torch import nn
 
-from serbench import metrics, train
+from serbench import metrics, schema, train
 from serbench.errors import SerbenchError
 from serbench.paths import find_yaml, registry_dirs, yaml_files
+from serbench.schema import Field, positive
 
 DEFAULT = "mlp"
 
 
 @dataclass(frozen=True)
 class HeadKind:
-    """A registered kind: its options with their defaults, and how it is fitted."""
+    """A registered kind: its options (fields with types, ranges and defaults), and how it is fitted."""
 
     name: str
-    defaults: dict
+    fields: tuple[Field, ...]
     fit: Callable
+
+    @property
+    def defaults(self) -> dict:
+        return schema.validate({}, self.fields, self.name)
 
 
 KINDS: dict[str, HeadKind] = {}
 
 
-def register(name: str, defaults: dict):
+def register(name: str, fields):
     """Register ``fit(X_train, y_train, X_val, y_val, classes, options, seed) -> Fitted``."""
     def wrap(fn):
-        KINDS[name] = HeadKind(name, dict(defaults), fn)
+        KINDS[name] = HeadKind(name, tuple(fields), fn)
         return fn
     return wrap
 
@@ -88,26 +94,23 @@ def load(name: str) -> HeadEntry:
         schema.Field("kind", str, required=True, choices=tuple(KINDS)),
         schema.Field("options", dict, default={})])
     kind = KINDS[values["kind"]]
-    options = values["options"]
-    unknown = set(options) - set(kind.defaults)
-    if unknown:
-        raise SerbenchError(f"{path}: field 'options.{sorted(unknown)[0]}': unknown option for head kind "
-                            f"{kind.name!r} (known: {', '.join(sorted(kind.defaults))})")
+    options = schema.validate(values["options"], kind.fields, path, "options.")   # the kind's defaults filled in
     return HeadEntry(name=values["name"], kind=kind.name, path=path, content=data,
-                     description=values["description"], options={**kind.defaults, **options})
+                     description=values["description"], options=options)
 
 
 def fit(entry: HeadEntry, X_train, y_train, X_val, y_val, classes, seed: int = 0) -> Fitted:
     """Fit ``entry`` on the training split, choosing among its settings on the validation split."""
     if len(y_val) == 0:
         raise SerbenchError("the validation split is empty; a head is chosen on validation")
+    train.check_classes(classes, {"training": y_train, "validation": y_val})
     return KINDS[entry.kind].fit(X_train, y_train, X_val, y_val, list(classes), entry.options, seed)
 
 
 # -- kinds --------------------------------------------------------------------------------------
 
 
-@register("mlp", defaults={k: v for k, v in asdict(train.ProbeConfig()).items() if k != "seed"})
+@register("mlp", fields=[f for f in train.FIELDS if f.name != "seed"])   # ProbeConfig's; the seed is the run's
 def _fit_mlp(X_train, y_train, X_val, y_val, classes, options, seed) -> Fitted:
     """Learned softmax-weighted sum of layers + small MLP, focal loss, early stopping on validation UA."""
     res = train.train_probe(X_train, y_train, X_val, y_val, classes, train.ProbeConfig(**{**options, "seed": seed}))
@@ -170,9 +173,7 @@ def _linear(make, X_train, y_train, X_val, y_val, classes, options, seed) -> Fit
     n_layers, dim = X_train.shape[1:]
     pool = _pool_weights(n_layers, options["layers"])
     yt, yv = metrics.encode(y_train, classes), metrics.encode(y_val, classes)
-    if set(np.unique(yt)) != set(range(len(classes))):
-        raise SerbenchError(f"the training split lacks class(es) "
-                            f"{sorted(set(classes) - {classes[i] for i in np.unique(yt)})}")
+    train.check_classes(classes, {"training": yt, "validation": yv})
     X = np.einsum("nld,l->nd", np.concatenate([X_train, X_val]), pool).astype(np.float64)
     y = np.concatenate([yt, yv])
     grid = sorted(float(c) for c in (options["C"] if isinstance(options["C"], list) else [options["C"]]))
@@ -203,8 +204,22 @@ def _linear(make, X_train, y_train, X_val, y_val, classes, options, seed) -> Fit
                          "layer_weights": pool.tolist(), "options": options})
 
 
-@register("logreg", defaults={"C": [0.001, 0.01, 0.1, 1.0, 10.0, 100.0], "layers": "mean",
-                              "class_weight": "balanced", "max_iter": 5000, "refit": True})
+def _c_grid(v) -> str | None:
+    """``C``: one positive number or a non-empty list of them (the grid chosen from on validation)."""
+    grid = v if isinstance(v, list) else [v]
+    bad = [c for c in grid if isinstance(c, bool) or not isinstance(c, (int, float)) or not 0 < c < float("inf")]
+    if not grid or bad:
+        return f"must be a positive number or a non-empty list of them, got {v!r}"
+    return None
+
+
+def _linear_fields(C: list[float], max_iter: int) -> tuple[Field, ...]:
+    return (Field("C", (float, list), default=C, check=_c_grid), Field("layers", str, default="mean", choices=LAYERS),
+            Field("class_weight", str, default="balanced", nullable=True, choices=("balanced",)),
+            Field("max_iter", int, default=max_iter, check=positive), Field("refit", bool, default=True))
+
+
+@register("logreg", fields=_linear_fields([0.001, 0.01, 0.1, 1.0, 10.0, 100.0], 5000))
 def _fit_logreg(*args) -> Fitted:
     """scikit-learn LogisticRegression (multinomial) on standardised features; C chosen on validation."""
     from sklearn.linear_model import LogisticRegression
@@ -214,8 +229,7 @@ def _fit_logreg(*args) -> Fitted:
     return _linear(make, *args)
 
 
-@register("svm-linear", defaults={"C": [0.0001, 0.001, 0.01, 0.1, 1.0], "layers": "mean",
-                                  "class_weight": "balanced", "max_iter": 20000, "refit": True})
+@register("svm-linear", fields=_linear_fields([0.0001, 0.001, 0.01, 0.1, 1.0], 20000))
 def _fit_svm(*args) -> Fitted:
     """scikit-learn LinearSVC (one-vs-rest) on standardised features; C chosen on validation.
 

@@ -68,11 +68,19 @@ def registry_dirs(kind: str) -> list[Path]:
 
 
 def yaml_files(folders: list[Path]) -> dict[str, Path]:
-    """Entry names (file stems) to ``.yaml``/``.yml`` files in ``folders``; later folders override."""
+    """Entry names (file stems) to ``.yaml``/``.yml`` files in ``folders``; later folders override.
+
+    ``x.yaml`` beside ``x.yml`` in one folder is an error naming both: either could be the entry
+    meant, and taking one silently would run the other's settings."""
     found: dict[str, Path] = {}
     for folder in folders:
+        here: dict[str, Path] = {}
         for path in sorted(folder.glob("*.yaml")) + sorted(folder.glob("*.yml")):
-            found[path.stem] = path
+            if path.stem in here:
+                raise SerbenchError(f"{here[path.stem]} and {path} both define entry {path.stem!r}; "
+                                    "remove or rename one")
+            here[path.stem] = path
+        found.update(here)
     return found
 
 

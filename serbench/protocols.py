@@ -42,8 +42,6 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from serbench import labels, schema, splits
 from serbench.errors import SerbenchError
 from serbench.manifest import Manifest
@@ -153,11 +151,7 @@ def load(name_or_path: str | Path) -> Protocol:
     """A protocol by name (``loso``) or from a ``.yaml`` path, validated."""
     path = find_yaml(name_or_path, available(), "protocol")
     text = path.read_text()
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise SerbenchError(f"{path}: not valid YAML: {exc}") from exc
-    return parse(data, path, text)
+    return parse(schema.loads(text, path), path, text)
 
 
 def parse(data, path: Path | str, text: str = "") -> Protocol:
@@ -262,6 +256,8 @@ def parse(data, path: Path | str, text: str = "") -> Protocol:
     seed = data.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise bad("seed", f"must be an integer (got {seed!r})")
+    if schema.seed(seed):
+        raise bad("seed", schema.seed(seed))
     return Protocol(
         name=name, description=description.strip(), path=str(path), text=text, unit=unit, kind=kind,
         validation=validation, corpus=corpus, train=train, test=test, train_only=train_only,

@@ -73,6 +73,9 @@ class Runner:
             raise SerbenchError(f"--mode must be one of {', '.join(MODES)}, not {spec.mode!r}")
         if not spec.recipes:
             raise SerbenchError("no recipe given (e.g. --recipe fp32,dynamic-int8,static-int8)")
+        twice = sorted({r for r in spec.recipes if spec.recipes.count(r) > 1})
+        if twice:   # one run per recipe: a second would share the first's key and orphan it
+            raise SerbenchError(f"recipe(s) {', '.join(twice)} given twice; give each once")
         self.spec, self.resume, self.progress, self.log = spec, resume, progress, log
         self.keep_finished = keep_finished   # with resume: a finished run of this configuration is kept, not redone
         self.notes: list[str] = []   # what the user must see even with --quiet/--json (skips, resume)
@@ -119,6 +122,9 @@ class Runner:
             raise SerbenchError(f"the protocol's corpora disagree on classes: {sorted(classes)}; "
                                 "give them label maps with the same classes")
         self.classes = list(classes.pop())
+        for fold in self.folds:   # a one-class problem, or a class absent from training: refused before any work
+            train.check_classes(self.classes, {"training": self._labels(fold.train), "validation": self._labels(fold.val),
+                                               "test": self._labels(fold.test)}, f"fold {fold.index}")
         self.model, self.weights = backbones.build(self.entry, s.weights)
         self.preprocess = audio.Preprocess(sample_rate=self.entry.sample_rate, **self.entry.input)
         for fold in self.folds:

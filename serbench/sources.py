@@ -14,7 +14,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from serbench import corpora, paths
+from serbench import corpora, paths, schema
 from serbench.errors import SerbenchError
 from serbench.manifest import Manifest
 from serbench.synth import corpora as synth
@@ -55,6 +55,9 @@ def _toml_entries() -> dict[str, tuple[Path, str]]:
             table = data.get("data", {})
             if not isinstance(table, dict):
                 raise SerbenchError(f"{cfg}: [data] must be a table of NAME = \"PATH\"")
+            # every value a folder path (a string): 3 or true is an error naming the file and key
+            schema.validate(table, [schema.Field(k, str, required=True, check=schema.non_empty) for k in table],
+                            cfg, "data.")
             return {k: ((cfg.parent / Path(v).expanduser()), f"serbench.toml at {cfg}") for k, v in table.items()}
     return {}
 

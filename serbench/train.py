@@ -15,6 +15,7 @@ on the same machine and thread count, and the caller's global RNG state is left 
 from __future__ import annotations
 
 import copy
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -24,7 +25,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.class_weight import compute_class_weight
 from torch import nn
 
-from serbench import metrics
+from serbench import metrics, options, schema
 from serbench.errors import SerbenchError
 
 
@@ -64,6 +65,26 @@ class FocalLoss(nn.Module):
         if self.reduction == "sum":
             return per_example.sum()
         return per_example.sum() / alpha[target].sum()
+
+
+def check_classes(classes, splits: dict, where: str = "") -> None:
+    """Refuse, before any training, a problem no head can learn: fewer than two classes (every
+    head would then score 100 %, or scikit-learn would stop with its own traceback), or a class
+    with no training example (balanced class weights and a linear head need each one). ``splits``:
+    split name -> its labels (class names or indices into ``classes``), ``"training"`` among them;
+    the error lists the labels found in each split. ``where`` names the fold."""
+    classes = list(classes)
+    counts = {name: Counter(classes[i] for i in metrics.encode(y, classes)) for name, y in splits.items()}
+    found = "; ".join(f"{name}: " + (", ".join(f"{c} x{n}" for c, n in sorted(cnt.items())) or "none")
+                      for name, cnt in counts.items())
+    at = f"{where}: " if where else ""
+    if len(classes) < 2:
+        raise SerbenchError(f"{at}a one-class problem (classes: {classes}); a classifier needs at least two. "
+                            f"Labels found: {found}. Check the corpus and its label map")
+    missing = [c for c in classes if not counts["training"][c]]
+    if missing:
+        raise SerbenchError(f"{at}the training split has no example of class(es) {missing}, so no head can "
+                            f"learn them. Labels found: {found}")
 
 
 def balanced_alpha(y: np.ndarray, n_classes: int) -> torch.Tensor:
@@ -150,8 +171,14 @@ class ProbeConfig:
     # one thread also makes results independent of the machine's core count. None: leave as is.
     threads: int | None = 1
 
+    def __post_init__(self):
+        schema.config(self, FIELDS)   # from Python or a head file (options.max_epochs: 0): the same ranges
+
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+FIELDS = schema.config_fields(ProbeConfig, *options.PROBE)   # types and ranges: serbench.options
 
 
 @dataclass
@@ -190,6 +217,7 @@ def train_probe(
     """
     classes = list(classes)
     X_train, X_val = as_3d(X_train, "X_train"), as_3d(X_val, "X_val")
+    check_classes(classes, {"training": y_train, "validation": y_val})
     yt, yv = metrics.encode(y_train, classes), metrics.encode(y_val, classes)
     if len(yt) != len(X_train) or len(yv) != len(X_val):
         raise ValueError("each X needs one label per row")

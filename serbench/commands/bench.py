@@ -16,7 +16,6 @@ import sys
 from tabulate import tabulate
 
 from serbench import corpora, fmt
-from serbench.recipe_bench import bench
 
 
 def register(sub) -> None:
@@ -65,12 +64,14 @@ def table(result: dict) -> str:
 
 
 def run(args) -> int:
+    from serbench import api
+
     recipes = [r.strip() for r in args.recipe.split(",") if r.strip()]
-    result = bench(args.model, recipes, args.weights, runs=args.runs, warmup=args.warmup, threads=args.threads,
-                   probe=args.probe, calibration=args.calibration, country=args.country,
-                   energy=not args.no_energy, rss=not args.no_rss, min_fidelity=args.min_fidelity,
-                   slower_tolerance=args.slower_tolerance, probe_data=args.probe_data, seed=args.seed,
-                   log=(lambda m: None) if args.json else print)
+    result = api.bench(args.model, recipes, args.weights, runs=args.runs, warmup=args.warmup, threads=args.threads,
+                       probe=args.probe, calibration=args.calibration, country=args.country,
+                       energy=not args.no_energy, rss=not args.no_rss, min_fidelity=args.min_fidelity,
+                       slower_tolerance=args.slower_tolerance, probe_data=args.probe_data, seed=args.seed,
+                       log=(lambda m: None) if args.json else print).attrs["result"]
     for note in result["notes"]:   # skipped files: on stderr, so --json users see them too
         print(f"note: {note}", file=sys.stderr)
     if args.json:

@@ -11,8 +11,12 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from serbench import options
     from serbench.runtime import cli
 
+    options.check(options.ANALYSE, dict(model_dir=args.model_dir, files=args.audio, threads=args.threads,
+                                        vad=not args.no_vad, window=args.window, hop=args.hop,
+                                        min_speech=args.min_speech))   # what serbench.analyse checks
     doc, status = cli.run(args.model_dir, args.audio, args)
     cli.print_results(doc, args)
     return status

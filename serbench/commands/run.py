@@ -40,7 +40,6 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from serbench import api, fmt, sources
-    from serbench.finetune import FinetuneConfig
 
     quiet = args.quiet or args.json
     df = api.run(
@@ -50,7 +49,7 @@ def run(args) -> int:
         label_maps=parse_label_maps(args.label_map),
         data=sources.parse_data_args(args.data), synthetic=args.synthetic,
         synthetic_size=args.synthetic_size, seed=args.seed, measure=not args.no_measure,
-        finetune=FinetuneConfig(**({"epochs": args.epochs} if args.epochs else {})),
+        epochs=args.epochs,   # None: the trainer's default; 0 or less is refused, not replaced
     )
     for note in df.attrs["notes"]:
         print(f"note: {note}", file=sys.stderr)

@@ -18,6 +18,9 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from serbench import options
+
+    options.check((options.SEED,), {"seed": args.seed})
     names = tuple(n.strip() for n in args.corpora.split(",") if n.strip())
     roots = synth.write_all(args.out, seed=args.seed, size=args.size, corpora=names,
                             progress=not args.quiet)

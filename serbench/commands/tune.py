@@ -41,7 +41,7 @@ def table(result: dict) -> str:
 
 
 def run(args) -> int:
-    from serbench.mixed_precision import tune
+    from serbench.api import tune
 
     result = tune(args.model, args.recipe, args.min_fidelity, args.weights, name=args.name, out=args.out,
                   force=args.force, probe=args.probe, calibration=args.calibration, probe_data=args.probe_data,

@@ -25,8 +25,8 @@ class Options:
     vad_threshold: float = 0.5
 
     def check(self, clip_seconds: float | None) -> None:
-        if not (self.window > 0 and self.hop > 0 and self.min_speech > 0 and self.block_seconds > 0):
-            raise InferError("--window, --hop, --min-speech and the block size must be positive")
+        if not all(0 < s < float("inf") for s in (self.window, self.hop, self.min_speech, self.block_seconds)):
+            raise InferError("--window, --hop, --min-speech and the block size must be positive and finite")
         if self.min_speech > self.window:
             raise InferError(f"--min-speech ({self.min_speech} s) is longer than --window ({self.window} s)")
         if clip_seconds is not None and self.window > clip_seconds + 1e-9:
