@@ -34,6 +34,7 @@ from serbench.paths import home
 
 REQUIRED_CONFIG = ("synthetic", "weights_source")
 RUN_JSON = ("config", "provenance", "summary")   # the runs table's JSON columns
+OBJECT_JSON = {"config", "provenance", "summary", "metrics", "audit", "details"}   # always JSON objects
 
 
 class DamagedRow(SerbenchError):
@@ -281,10 +282,14 @@ class Store:
         return df
 
     def _decode(self, row: dict, json_cols: tuple[str, ...]) -> dict:
-        """``row`` with its JSON columns decoded (NULL stays None)."""
+        """``row`` with its JSON columns decoded (NULL stays None); a column that holds an object
+        when written (:data:`OBJECT_JSON`) must decode to one."""
         where = _row_name(row)
         for col in json_cols:
             row[col] = self._loads(row[col], where, col) if isinstance(row.get(col), str) else None
+            if col in OBJECT_JSON and row[col] is not None and not isinstance(row[col], dict):
+                raise DamagedRow(f"results store {self.path}: {where} is damaged: its {col} is "
+                                 f"{type(row[col]).__name__} JSON, not an object")
         return row
 
     def _loads(self, text: str, where: str, col: str):

@@ -165,11 +165,14 @@ def test_a_cut_short_run_row_is_named_and_the_rest_of_the_store_is_usable(hand, 
     path, bad = hand.path, hand.ids["D"]
     with sqlite3.connect(path) as con:
         con.execute("UPDATE runs SET config = substr(config, 1, 20) WHERE id = ?", (bad,))
+        con.execute("UPDATE runs SET provenance = '[1]' WHERE id = ?", (hand.ids["E"],))   # JSON, wrong kind
     with Store(path) as db:
         with pytest.raises(SerbenchError, match=rf"{path}: run {bad} is damaged: its config is not valid JSON"):
             db.run(bad)
+        with pytest.raises(SerbenchError, match=r"is damaged: its provenance is list JSON, not an object"):
+            db.run(hand.ids["E"])
         runs = db.runs()
-        assert bad not in runs["id"].tolist() and len(runs) == len(hand.ids) - 1 and bad in runs.attrs["damaged"]
+        assert len(runs) == len(hand.ids) - 2 and set(runs.attrs["damaged"]) == {bad, hand.ids["E"]}
         assert f"run {bad} is damaged" in capsys.readouterr().err
         db.create_run(model="m", recipe="r", protocol="p", mode="probe",   # still writable
                       config={"synthetic": True, "weights_source": {}}, provenance={})
