@@ -2,9 +2,10 @@
 
 Decoding is soundfile (wav, flac, ogg), resampling soxr (a real band-limited resampler, not
 interpolation). What is not usable audio is decided here, by the rules of
-:mod:`serbench.runtime.checks` (shared with ``infer``): an implausible header (:func:`header_problem`,
-read before a sample is decoded), NaN/inf samples and silence (:func:`sample_problem`). The preprocessing steps are a frozen dataclass so that their settings can be
-hashed into cache keys and stored with every result; the steps themselves are
+:mod:`serbench.runtime.checks` (shared with ``infer``): an implausible header
+(:func:`header_problem`, read before a sample is decoded), NaN/inf samples and silence
+(:func:`sample_problem`). The preprocessing steps are a frozen dataclass so that their settings
+can be hashed into cache keys and stored with every result; the steps themselves are
 :func:`serbench.runtime.preprocess`, the numpy code an exported model folder runs.
 """
 from __future__ import annotations
@@ -88,15 +89,15 @@ def sample_problem(path: str | Path, block_frames: int = 1 << 16) -> str | None:
     :class:`serbench.runtime.checks.Level` (the mono mix's RMS after removing its mean below
     -80 dBFS: digital silence, a constant DC offset), which ``infer`` applies to its windows.
 
-    Decoded block by block into one reused buffer (bounded memory, one pass, no allocation per
-    block: that, not decoding, was most of the time); the mono mix is the channels' mean, what
-    :func:`load` gives the encoder (two channels in antiphase are silence).
+    Decoded once, block by block into one reused buffer (bounded memory: about 1 ms a RAVDESS
+    clip); the mono mix is the channels' mean, what :func:`load` gives the encoder (two channels
+    in antiphase are silence).
     """
     level = checks.Level()
     bad = total = 0
     with sf.SoundFile(str(path)) as f:
         floats = f.subtype in FLOAT_SUBTYPES
-        buf = np.empty((max(1, min(block_frames, f.frames)), f.channels), np.float64)
+        buf = np.empty((min(block_frames, f.frames) if f.frames > 0 else block_frames, f.channels), np.float64)
         while True:
             block = f.read(out=buf)
             if not len(block):

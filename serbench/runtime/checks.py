@@ -13,10 +13,12 @@ corpus scan and training loads (:mod:`serbench.audio`, :mod:`serbench.corpora.co
   not limited.
 * **Silence** (:class:`Level`, :func:`is_silent`): audio is silent when it does not vary: its RMS
   after removing its mean (its DC offset), i.e. its standard deviation, is below
-  :data:`SILENCE_DBFS` = -80 dBFS (1e-4 of full scale, below one 16-bit step of dither).
-  Digital silence (all zeros) and a constant DC offset both have none, whatever the offset;
-  anything a microphone picked up in a room has far more. The mean is removed because a DC
-  offset carries no sound, only a peak: a peak test calls 3 s of the constant 0.5 "loud".
+  :data:`SILENCE_DBFS` = -80 dBFS (1e-4 of full scale, about three steps of 16-bit audio, so
+  dithered digital silence, near -90 dBFS, is silent too). Digital silence (all zeros) and a
+  constant DC offset have no variation at all, whatever the offset; the room tone a microphone
+  picks up is normally well above the floor, and speech far above it. The mean is removed
+  because a DC offset carries no sound, only a peak: a peak test calls 3 s of 0.5 "loud".
+  Clips are judged whole (their mono mix), ``infer``'s windows each on their own.
 """
 from __future__ import annotations
 
