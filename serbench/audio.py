@@ -1,8 +1,11 @@
 """Audio in: decode, downmix, resample to 16 kHz, then the reference paper's preprocessing.
 
 Decoding is soundfile (wav, flac, ogg), resampling soxr (a real band-limited resampler, not
-interpolation). The preprocessing steps are a frozen dataclass so that their settings can be
-hashed into cache keys and stored with every result; the steps themselves are
+interpolation). What is not usable audio is decided here, by the rules of
+:mod:`serbench.runtime.checks` (shared with ``infer``): an implausible header
+(:func:`header_problem`, read before a sample is decoded), NaN/inf samples and silence
+(:func:`sample_problem`). The preprocessing steps are a frozen dataclass so that their settings
+can be hashed into cache keys and stored with every result; the steps themselves are
 :func:`serbench.runtime.preprocess`, the numpy code an exported model folder runs.
 """
 from __future__ import annotations
@@ -19,6 +22,7 @@ import soxr
 
 from serbench import runtime
 from serbench.errors import SerbenchError
+from serbench.runtime import checks
 
 SAMPLE_RATE = 16_000
 
@@ -45,7 +49,12 @@ def load(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     energy; any input rate is resampled with soxr's high-quality filter. A file with NaN or inf
     samples, or a WAV whose data is shorter than its header says, is an :class:`AudioError`
     rather than audio: NaN would turn the whole clip into zeros downstream and still be scored.
+    So is a header no clip can have (:func:`header_problem`), refused before decoding: a WAV
+    claiming 1 Hz would otherwise be resampled to gigabytes.
     """
+    problem = header_problem(path)
+    if problem:
+        raise AudioError(f"{path}: {problem}")
     try:
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
@@ -62,22 +71,47 @@ def load(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     return resample(mono, sr, sample_rate)
 
 
-def count_nonfinite(path: str | Path, block_frames: int = 1 << 18) -> tuple[int, int]:
-    """``(non-finite samples, samples)`` of ``path``, decoded block by block (bounded memory).
+def header_problem(path: str | Path, max_seconds: float = checks.CLIP_MAX_SECONDS) -> str | None:
+    """Why ``path``'s header cannot be a clip (:func:`serbench.runtime.checks.header_problem`: a
+    sample rate outside 4-384 kHz, or longer than ``max_seconds``), read with ``soundfile.info``
+    before anything is decoded; None when it is plausible, and also when there is no readable
+    header (whoever decodes it then says why it cannot)."""
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError, TypeError, OSError):
+        return None
+    return checks.header_problem(int(info.samplerate), int(info.frames), max_seconds)
 
-    Only float encodings (``FLOAT``/``DOUBLE`` subtypes) can hold NaN or inf, so other files are
-    not decoded: ``(0, 0)`` is returned for them.
+
+def sample_problem(path: str | Path, block_frames: int = 1 << 16) -> str | None:
+    """Why the samples of ``path`` are not usable audio, or None: NaN/inf samples (only float
+    encodings, the ``FLOAT``/``DOUBLE`` subtypes, can hold them) or silence by the one rule,
+    :class:`serbench.runtime.checks.Level` (the mono mix's RMS after removing its mean below
+    -80 dBFS: digital silence, a constant DC offset), which ``infer`` applies to its windows.
+
+    Decoded once, block by block into one reused buffer (bounded memory: about 1 ms a RAVDESS
+    clip); the mono mix is the channels' mean, what :func:`load` gives the encoder (two channels
+    in antiphase are silence).
     """
+    level = checks.Level()
+    bad = total = 0
     with sf.SoundFile(str(path)) as f:
-        if f.subtype not in FLOAT_SUBTYPES:
-            return 0, 0
-        bad = total = 0
+        floats = f.subtype in FLOAT_SUBTYPES
+        buf = np.empty((min(block_frames, f.frames) if f.frames > 0 else block_frames, f.channels), np.float64)
         while True:
-            block = f.read(block_frames, dtype="float64", always_2d=True)
+            block = f.read(out=buf)
             if not len(block):
-                return bad, total
-            bad += int(block.size - np.count_nonzero(np.isfinite(block)))
+                break
             total += int(block.size)
+            if floats:
+                bad += int(block.size - np.count_nonzero(np.isfinite(block)))
+            if not bad:
+                level.add(block.mean(axis=1) if block.shape[1] > 1 else block[:, 0])
+    if bad:
+        return nonfinite_message(bad, total)
+    if level.silent:
+        return checks.silence_reason(level)
+    return None
 
 
 # WAVE format tags whose data is one block_align-sized frame per sample frame

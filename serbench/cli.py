@@ -27,6 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+INTERRUPTED = 130   # 128 + SIGINT, what a shell reports for a command ended by Ctrl-C
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -34,6 +37,11 @@ def main(argv: list[str] | None = None) -> int:
     except SerbenchError as exc:
         print(f"serbench {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:   # Ctrl-C: one line, no traceback; a run's unfinished runs stay resumable
+        again = ("; its unfinished runs stay in the store, not failed: resume with the same command and "
+                 "--resume" if hasattr(args, "resume") else "")
+        print(f"serbench {args.command}: interrupted (Ctrl-C){again}", file=sys.stderr)
+        return INTERRUPTED
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -244,10 +244,14 @@ class Runner:
 
     @staticmethod
     def fail(db: store.Store, run_ids: dict[str, int], exc: BaseException) -> None:
-        """Mark every unfinished run of this invocation failed (what ``--resume`` continues)."""
+        """Mark every unfinished run of this invocation failed (what ``--resume`` continues); on
+        Ctrl-C they are not failed but noted as interrupted (:meth:`~serbench.store.Store.interrupt_run`)."""
         for rid in run_ids.values():
             if db.run(rid)["status"] != "finished":
-                db.fail_run(rid, f"{type(exc).__name__}: {exc}")
+                if isinstance(exc, KeyboardInterrupt):
+                    db.interrupt_run(rid)
+                else:
+                    db.fail_run(rid, f"{type(exc).__name__}: {exc}")
 
     # -- statistics (serbench.stats): what is uncertain, and is a difference real ----------------
 

@@ -27,6 +27,7 @@ Choices, and why:
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -34,7 +35,7 @@ import pandas as pd
 from serbench import pareto, provenance, stats
 from serbench.errors import SerbenchError
 from serbench.fmt import finite, label_map_text
-from serbench.store import Store
+from serbench.store import DamagedRow, Store
 
 SELECT_KEY = ("model", "recipe", "protocol", "mode", "synthetic", "label_map", "head")
 DEFAULT_HEAD = "mlp"  # runs stored before the head choice have no "head" in their config: the MLP probe
@@ -63,6 +64,9 @@ def select_runs(runs: pd.DataFrame, run_ids: list[int] | None = None, key=SELECT
     map(s) and head, so an 8-class run does not hide a 4-class one of the same protocol). ``key``
     may name the columns of :meth:`Store.runs` and the derived ``label_map`` and ``head``."""
     if run_ids:
+        damaged = [runs.attrs.get("damaged", {})[i] for i in run_ids if i in runs.attrs.get("damaged", {})]
+        if damaged:
+            raise SerbenchError(damaged[0] + (f" (and {len(damaged) - 1} more asked for)" if len(damaged) > 1 else ""))
         known = dict(zip(runs["id"].tolist(), runs["status"].tolist()))
         missing = [i for i in run_ids if i not in known]
         if missing:
@@ -83,8 +87,18 @@ def select_runs(runs: pd.DataFrame, run_ids: list[int] | None = None, key=SELECT
 
 
 def run_table(db: Store, runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per run, raw numbers (fractions, MB, ms): what the CSV holds and the views use."""
-    rows = [_run_row(db, run) for run in runs.to_dict("records")]
+    """One row per run, raw numbers (fractions, MB, ms): what the CSV holds and the views use.
+    A run whose folds or measurements are damaged in the store is left out with a warning naming
+    it (the rest of the table is still made)."""
+    rows, damaged = [], []
+    for run in runs.to_dict("records"):
+        try:
+            rows.append(_run_row(db, run))
+        except DamagedRow as exc:
+            damaged.append(str(exc))
+            print(f"warning: {exc}; run {run['id']} left out", file=sys.stderr)
+    if damaged and not rows:
+        raise SerbenchError(f"every run selected is damaged in the store: {damaged[0]}")
     return pd.DataFrame(rows)
 
 

@@ -33,6 +33,12 @@ from serbench.errors import SerbenchError
 from serbench.paths import home
 
 REQUIRED_CONFIG = ("synthetic", "weights_source")
+RUN_JSON = ("config", "provenance", "summary")   # the runs table's JSON columns
+OBJECT_JSON = {"config", "provenance", "summary", "metrics", "audit", "details"}   # always JSON objects
+
+
+class DamagedRow(SerbenchError):
+    """A row of the store whose JSON cannot be read (cut short, overwritten): named, never a traceback."""
 
 
 def default_path() -> Path:
@@ -127,7 +133,7 @@ class Store:
         """Mark ``run_id`` running again; the resuming process's provenance is appended under
         ``resumed`` (a resumed run may span two commits or machines, and the store says so)."""
         with self._write(f"mark run {run_id} running again") as conn:
-            prov = json.loads(self._run_row(conn, run_id)["provenance"])
+            prov = self._loads(self._run_row(conn, run_id)["provenance"], f"run {run_id}", "provenance")
             prov.setdefault("resumed", []).append({"at": _now(), **(provenance or {})})
             conn.execute("UPDATE runs SET status = 'running', error = NULL, updated = ?, provenance = ? "
                          "WHERE id = ?", (_now(), _dumps(prov), run_id))
@@ -156,6 +162,20 @@ class Store:
             with self._write(f"mark run {run_id} failed") as conn:
                 conn.execute("UPDATE runs SET status = 'failed', updated = ?, error = ? WHERE id = ?",
                              (_now(), str(error), run_id))
+            return True
+        except (SerbenchError, sqlite3.Error, OSError) as exc:
+            print(f"warning: {exc}; run {run_id} stays 'running' in the store, and `serbench run ... --resume` "
+                  "continues it", file=sys.stderr)
+            return False
+
+    def interrupt_run(self, run_id: int) -> bool:
+        """Note that ``run_id`` was interrupted (Ctrl-C): it stays ``running``, not ``failed``
+        (nothing went wrong; ``--resume`` continues it), with ``error`` saying when it stopped.
+        Like :meth:`fail_run` it never raises because of the store."""
+        try:
+            with self._write(f"note that run {run_id} was interrupted") as conn:
+                conn.execute("UPDATE runs SET updated = ?, error = ? WHERE id = ? AND status = 'running'",
+                             (_now(), f"interrupted (Ctrl-C) at {_now()}; resume with --resume", run_id))
             return True
         except (SerbenchError, sqlite3.Error, OSError) as exc:
             print(f"warning: {exc}; run {run_id} stays 'running' in the store, and `serbench run ... --resume` "
@@ -210,14 +230,18 @@ class Store:
     # -- reading ------------------------------------------------------------------------------
 
     def run(self, run_id: int) -> dict:
-        """One run as a dict, JSON fields decoded."""
-        return _decode(self._run_row(self._conn, run_id), ("config", "provenance", "summary"))
+        """One run as a dict, JSON fields decoded (a :class:`DamagedRow` error if one is damaged)."""
+        return self._decode(self._run_row(self._conn, run_id), RUN_JSON)
 
     def runs(self) -> pd.DataFrame:
         """All runs, newest last; ``config``/``provenance``/``summary`` decoded to dicts, plus
-        ``synthetic``, ``weights_source`` and ``folds_done`` columns for filtering."""
+        ``synthetic``, ``weights_source`` and ``folds_done`` columns for filtering.
+
+        A run whose row is damaged is left out, with a warning naming it and what is wrong, so
+        the rest of the store stays usable; ``attrs["damaged"]`` maps its id to the reason (for a
+        caller asked for that very run: :func:`serbench.runtable.select_runs`)."""
         df = self._frame("SELECT r.*, (SELECT COUNT(*) FROM folds f WHERE f.run_id = r.id) AS folds_done "
-                         "FROM runs r ORDER BY r.id", (), ("config", "provenance", "summary"))
+                         "FROM runs r ORDER BY r.id", (), RUN_JSON, skip_damaged=True)
         df["synthetic"] = [bool(c.get("synthetic")) for c in df["config"]]
         df["weights_source"] = [c.get("weights_source") for c in df["config"]]
         return df
@@ -240,13 +264,43 @@ class Store:
         where, args = ("WHERE run_id = ?", (run_id,)) if run_id is not None else ("", ())
         return self._frame(f"SELECT * FROM measurements {where} ORDER BY run_id, key", args, ("value",))
 
-    def _frame(self, sql: str, args: tuple, json_cols: tuple[str, ...]) -> pd.DataFrame:
+    def _frame(self, sql: str, args: tuple, json_cols: tuple[str, ...], skip_damaged: bool = False) -> pd.DataFrame:
         cur = self._conn.execute(sql, args)
         cols = [d[0] for d in cur.description]
-        df = pd.DataFrame(cur.fetchall(), columns=cols)
-        for col in json_cols:
-            df[col] = [json.loads(v) if isinstance(v, str) else None for v in df[col]]  # NULL may read as NaN
+        rows, damaged = [], {}
+        for values in cur.fetchall():
+            row = dict(zip(cols, values))
+            try:
+                rows.append(self._decode(row, json_cols))
+            except DamagedRow as exc:
+                if not skip_damaged:
+                    raise
+                damaged[int(row["id"])] = str(exc)
+                print(f"warning: {exc}; left out", file=sys.stderr)
+        df = pd.DataFrame(rows, columns=cols)
+        df.attrs["damaged"] = damaged
         return df
+
+    def _decode(self, row: dict, json_cols: tuple[str, ...]) -> dict:
+        """``row`` with its JSON columns decoded (NULL stays None); a column that holds an object
+        when written (:data:`OBJECT_JSON`) must decode to one."""
+        where = _row_name(row)
+        for col in json_cols:
+            row[col] = self._loads(row[col], where, col) if isinstance(row.get(col), str) else None
+            if col in OBJECT_JSON and row[col] is not None and not isinstance(row[col], dict):
+                raise DamagedRow(f"results store {self.path}: {where} is damaged: its {col} is "
+                                 f"{type(row[col]).__name__} JSON, not an object")
+        return row
+
+    def _loads(self, text: str, where: str, col: str):
+        """JSON from the store, or a :class:`DamagedRow` naming the store, the row and the column."""
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            why = (f"{exc.msg} at character {exc.pos} of {len(text)}" if isinstance(exc, json.JSONDecodeError)
+                   else str(exc))
+            raise DamagedRow(f"results store {self.path}: {where} is damaged: its {col} is not valid JSON "
+                             f"({why}; cut short or overwritten?)") from exc
 
     def _run_row(self, conn: sqlite3.Connection, run_id: int) -> dict:
         cur = conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,))
@@ -284,8 +338,16 @@ def _plain(value):
     raise TypeError(f"cannot store {type(value).__name__} as JSON")
 
 
-def _decode(row: dict, json_cols: tuple[str, ...]) -> dict:
-    for col in json_cols:
-        if row.get(col) is not None:
-            row[col] = json.loads(row[col])
-    return row
+def _row_name(row: dict) -> str:
+    """Which row this is, in words: ``run 3``, ``run 3 fold 1``, ``run 3 fold 1 utterance X``,
+    ``run 3 measurement size_mb``."""
+    if "run_id" not in row:
+        return f"run {row.get('id')}"
+    name = f"run {row['run_id']}"
+    if "fold" in row:
+        name += f" fold {row['fold']}"
+    if "utt_id" in row:
+        name += f" utterance {row['utt_id']}"
+    if "key" in row:
+        name += f" measurement {row['key']}"
+    return name

@@ -5,7 +5,10 @@ An artefact is a folder under ``SERBENCH_HOME/artefacts/`` holding the model fil
 changes it (model entry, recipe content, weights provenance, calibration utterance ids, library
 versions), so a cached artefact is reused exactly when rebuilding would give the same thing, and
 any change builds a new one. Folders are written under a temporary name and renamed into place,
-so an interrupted build never leaves a half artefact that looks finished.
+so an interrupted build never leaves a half artefact that looks finished. ``artefact.json`` also
+records each file's size and sha256, and :func:`load` checks them: a cached artefact damaged later
+(a file cut short, overwritten, deleted; the metadata itself cut short) is a :class:`DamagedArtefact`
+naming the file, which :func:`build` answers by building it again, with a ``rebuilt:`` note.
 
 What a recipe's method does is not known here: :func:`build` asks the method table
 (:mod:`serbench.artefacts.methods`) for the method's build function and artefact format.
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -29,6 +33,10 @@ FORMAT_VERSION = 2  # 2: the first conv block exported folded (serbench.artefact
 # the libraries whose versions change an artefact's bytes: recorded in its metadata, part of its cache key
 LIBRARIES = ("torch", "transformers", "onnx", "onnxruntime", "neural-compressor", "opensmile")
 META = "artefact.json"
+
+
+class DamagedArtefact(SerbenchError):
+    """A cached artefact folder whose files are not what its ``artefact.json`` recorded."""
 
 
 @dataclass
@@ -83,14 +91,60 @@ def folder_size_mb(path: Path) -> float:
     return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file() and p.name != META) / 1e6
 
 
+def inventory(path: Path) -> dict[str, dict]:
+    """``{relative path: {"bytes", "sha256"}}`` of an artefact's files (our metadata not)."""
+    out = {}
+    for p in sorted(Path(path).rglob("*")):
+        if p.is_file() and p.name != META:
+            with open(p, "rb") as fh:
+                digest = hashlib.file_digest(fh, "sha256").hexdigest()
+            out[p.relative_to(path).as_posix()] = {"bytes": p.stat().st_size, "sha256": digest}
+    return out
+
+
+def damage(path: Path, files: dict | None, main: str | None) -> str | None:
+    """What is wrong with an artefact folder's files against their record, or None. Artefacts
+    built before the record existed (``files`` None) are only checked for their main file."""
+    if files is None:
+        if main and not ((path / main).is_file() and (path / main).stat().st_size):
+            return f"its model file {main} is missing or empty"
+        return None
+    for rel, want in files.items():
+        p = path / rel
+        if not p.is_file():
+            return f"{rel} is missing"
+        size = p.stat().st_size
+        if size != want["bytes"]:
+            return f"{rel} holds {size} bytes where {META} recorded {want['bytes']} (cut short or overwritten)"
+        with open(p, "rb") as fh:
+            if hashlib.file_digest(fh, "sha256").hexdigest() != want["sha256"]:
+                return f"{rel} has the recorded size but not the recorded content (sha256 differs)"
+    return None
+
+
 def load(path: str | Path) -> Artefact:
-    """Open an artefact folder's metadata."""
+    """Open an artefact folder: its metadata, with its files checked against their record
+    (:func:`damage`); a damaged one is a :class:`DamagedArtefact` saying what is wrong."""
     path = Path(path)
+    if not (path / META).is_file():
+        raise SerbenchError(f"{path}: not an artefact folder (no {META})")
     try:
         meta = json.loads((path / META).read_text())
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
         raise SerbenchError(f"{path}: not an artefact folder (cannot read {META}: {exc})") from exc
-    return Artefact(**{**meta, "path": path})
+    except ValueError as exc:
+        raise DamagedArtefact(f"{path}: damaged artefact: its {META} is not valid JSON ({exc})") from exc
+    if not isinstance(meta, dict) or not {"model", "recipe", "format", "file", "size_mb"} <= set(meta):
+        raise DamagedArtefact(f"{path}: damaged artefact: its {META} lacks the model, recipe, format, file "
+                              "or size_mb field")
+    files = meta.pop("files", None)
+    problem = damage(path, files, meta.get("file"))
+    if problem:
+        raise DamagedArtefact(f"{path}: damaged artefact: {problem}")
+    try:
+        return Artefact(**{**meta, "path": path})
+    except TypeError as exc:
+        raise DamagedArtefact(f"{path}: damaged artefact: {META} does not describe an artefact ({exc})") from exc
 
 
 def calibration_clips(recipe: RecipeEntry, calibration, calibration_ids) -> tuple[list[np.ndarray], list[str]]:
@@ -130,8 +184,11 @@ def build(model_entry: ModelEntry, recipe: RecipeEntry, weights="hub",
     clips, ids = calibration_clips(recipe, calibration, calibration_ids)
     key = artefact_key(model_entry, recipe, prov, ids)
     final = folder(model_entry, recipe, key)
-    if (final / META).is_file() and not force:
-        return load(final)
+    if final.exists() and not force:
+        try:
+            return load(final)
+        except SerbenchError as exc:   # damaged since it was built: built again, and said so
+            print(f"rebuilt: {exc}", file=sys.stderr)
     if model is None:
         model, prov = backbones.build(model_entry, weights)
     # Built in a temporary folder renamed into place: a killed or failed build (a full disk, say)
@@ -139,7 +196,7 @@ def build(model_entry: ModelEntry, recipe: RecipeEntry, weights="hub",
     with atomic.folder(final, f"artefact {final.name}", replace=True) as tmp:
         file, extra = method.build(model_entry, recipe, model, clips, tmp)
         meta = {"model": model_entry.name, "recipe": recipe.name, "format": method.format, "file": file,
-                "size_mb": round(folder_size_mb(tmp), 3),
+                "size_mb": round(folder_size_mb(tmp), 3), "files": inventory(tmp),
                 "provenance": {"key": key, "weights": prov,
                                "model_entry": model_entry.content, "recipe_entry": recipe.content,
                                "calibration_ids": ids, "versions": package_versions(LIBRARIES), **extra}}

@@ -20,7 +20,7 @@ import soundfile as sf
 from tqdm import tqdm
 
 from serbench import labels
-from serbench.audio import count_nonfinite, nonfinite_message, truncation_message, wav_truncation
+from serbench.audio import header_problem, sample_problem, truncation_message, wav_truncation
 from serbench.errors import SerbenchError
 from serbench.manifest import COLUMNS, Manifest, Skipped, audio_hash, normalise
 
@@ -135,12 +135,13 @@ def file_problem(path: Path) -> str | None:
 def probe_audio(path: Path) -> tuple[float, int]:
     """Duration (s) and sample rate of ``path`` from its header, or :class:`BadAudio`.
 
-    Reading the header (not the samples) keeps a 10,000-file corpus scan to seconds. Beyond the
-    header: a WAV's data chunk is checked against the file size (truncated copies), any other
-    format must seek to its last frame (a cut-short FLAC fails there), and float files (the only
-    ones that can hold NaN/inf) are decoded and checked for non-finite samples.
+    The header is checked first (:func:`serbench.audio.header_problem`: a sample rate or length
+    no clip has is refused before decoding). Beyond it: a WAV's data chunk is checked against the
+    file size (truncated copies), any other format must seek to its last frame (a cut-short FLAC
+    fails there), and the samples are decoded once, block by block, for NaN/inf and silence
+    (:func:`serbench.audio.sample_problem`).
     """
-    problem = file_problem(path)
+    problem = file_problem(path) or header_problem(path)
     if problem:
         raise BadAudio(problem)
     try:
@@ -165,11 +166,11 @@ def probe_audio(path: Path) -> tuple[float, int]:
     if short is not None:
         raise BadAudio(truncation_message(*short))
     try:
-        bad, total = count_nonfinite(path)
+        problem = sample_problem(path)
     except (sf.LibsndfileError, RuntimeError) as exc:
         raise BadAudio(f"not readable audio: {exc}") from exc
-    if bad:
-        raise BadAudio(nonfinite_message(bad, total))
+    if problem:
+        raise BadAudio(problem)
     return frames / samplerate, int(samplerate)
 
 

@@ -15,6 +15,9 @@ Inside serbench the same code serves ``serbench infer``, opens every onnxruntime
 
 One module per stage of the pipeline, one bounded-memory pass over the file:
 
+* ``checks``: what is refused before decoding (a sample rate no recording has) and what is
+  silence (no variation: the RMS after removing the mean below -80 dBFS), the rules serbench's
+  corpus scan uses too.
 * ``reader``: ``soundfile`` blocks of ``block_seconds`` at the file's own rate, channels averaged
   (as training did). A file is never loaded whole.
 * ``resample``: to 16 kHz block by block (a streaming resampler carries its state across blocks).
@@ -48,7 +51,8 @@ _os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 from .note import Options, Stats, analyse, analyse_files, format_text
 from .base import (ENTRY_FILE, INPUT_NAME, LABELS_FILE, MODEL_FILE, OUTPUT_NAME, PACKAGE_DIR, PREPROCESS_FILE,
-                   SAMPLE_RATE, SILENT_PEAK, VAD_FILE, InferError)
+                   SAMPLE_RATE, VAD_FILE, InferError)
+from .checks import CLIP_MAX_SECONDS, MAX_RATE, MIN_RATE, SILENCE_DBFS, Level, header_problem, is_silent
 from .model import EmotionModel, cuda_available, default_threads, session, using_threads
 from .preprocess import model_input, preprocess, trim_interval
 from .reader import AudioInfo, open_audio, read_blocks
@@ -56,9 +60,10 @@ from .resample import PolyphaseResampler, Resampler
 from .vad import SileroVad, SpeechSegmenter, VadStream, find_vad_model, installed_vad_model, speech_timestamps
 from .windows import Windower, plan_windows
 
-__all__ = ["AudioInfo", "ENTRY_FILE", "EmotionModel", "INPUT_NAME", "InferError", "LABELS_FILE",
-           "MODEL_FILE", "OUTPUT_NAME", "Options", "PACKAGE_DIR", "PREPROCESS_FILE", "PolyphaseResampler",
-           "Resampler", "SAMPLE_RATE", "SILENT_PEAK", "SileroVad", "SpeechSegmenter", "Stats", "VAD_FILE",
-           "VadStream", "Windower", "analyse", "analyse_files", "cuda_available", "default_threads", "find_vad_model",
-           "format_text", "installed_vad_model", "model_input", "open_audio", "plan_windows", "preprocess",
-           "read_blocks", "session", "speech_timestamps", "trim_interval", "using_threads"]
+__all__ = ["AudioInfo", "CLIP_MAX_SECONDS", "ENTRY_FILE", "EmotionModel", "INPUT_NAME", "InferError", "LABELS_FILE",
+           "Level", "MAX_RATE", "MIN_RATE", "MODEL_FILE", "OUTPUT_NAME", "Options", "PACKAGE_DIR", "PREPROCESS_FILE",
+           "PolyphaseResampler", "Resampler", "SAMPLE_RATE", "SILENCE_DBFS", "SileroVad", "SpeechSegmenter", "Stats",
+           "VAD_FILE", "VadStream", "Windower", "analyse", "analyse_files", "cuda_available", "default_threads",
+           "find_vad_model", "format_text", "header_problem", "installed_vad_model", "is_silent", "model_input",
+           "open_audio", "plan_windows", "preprocess", "read_blocks", "session", "speech_timestamps",
+           "trim_interval", "using_threads"]

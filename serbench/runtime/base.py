@@ -19,7 +19,6 @@ VAD_FILE = "vad/silero_vad_16k_sequence.onnx"
 ENTRY_FILE = "infer.py"                  # the folder's command line
 PACKAGE_DIR = "serbench_runtime"         # the copy of this package beside it
 INPUT_NAME, OUTPUT_NAME = "input_values", "probabilities"
-SILENT_PEAK = 1e-4        # a window whose loudest sample is below -80 dBFS is digital silence
 
 
 class InferError(_ErrorBase):

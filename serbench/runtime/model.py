@@ -98,9 +98,19 @@ class EmotionModel:
             raise InferError(f"{self.dir}: no {MODEL_FILE}")
         self.card = {}
         if (self.dir / "model_card.json").is_file():
-            self.card = json.loads((self.dir / "model_card.json").read_text())
+            try:
+                self.card = json.loads((self.dir / "model_card.json").read_text())
+            except (OSError, ValueError) as exc:
+                raise InferError(f"{self.dir / 'model_card.json'}: damaged model card, not valid JSON ({exc}); "
+                                 "the folder was cut short or edited: export it again") from exc
         self.threads = threads or default_threads()
-        self.session = session(self.dir / MODEL_FILE, self.threads)
+        try:
+            self.session = session(self.dir / MODEL_FILE, self.threads)
+        except ImportError:
+            raise
+        except Exception as exc:   # onnxruntime's own error types (InvalidProtobuf, Fail ...)
+            raise InferError(f"{self.dir / MODEL_FILE}: onnxruntime cannot load it ({type(exc).__name__}: "
+                             f"{str(exc).strip()[:300]}); the file is damaged or cut short: export it again") from exc
         self.sample_rate = int(self.preprocess.get("sample_rate", SAMPLE_RATE))
         if self.sample_rate != SAMPLE_RATE:
             raise InferError(f"{self.dir}: model expects {self.sample_rate} Hz; this runtime feeds {SAMPLE_RATE}")

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .base import SAMPLE_RATE, SILENT_PEAK, VAD_FILE, InferError
+from .base import SAMPLE_RATE, VAD_FILE, InferError
+from .checks import Level
 from .model import EmotionModel
 from .reader import open_audio, read_blocks
 from .resample import Resampler
@@ -50,7 +51,8 @@ def analyse(path: str | os.PathLike, model: EmotionModel, options: Options | Non
     """One audio file -> its emotion, distribution and timeline (a JSON-ready dict).
 
     ``status`` is ``ok``, ``no_speech`` (VAD found none), ``too_short`` (less speech/audio than
-    ``min_speech``) or ``silent`` (digital silence only): in the last three there is no emotion,
+    ``min_speech``) or ``silent`` (every window silent by :class:`~.checks.Level`'s rule: no
+    variation, digital silence or a constant DC offset): in the last three there is no emotion,
     rather than a guess. A file holding NaN or inf samples is an :class:`InferError` naming how
     many: it is corrupt, and classifying it would give a confident answer about nothing.
     """
@@ -68,6 +70,7 @@ def analyse(path: str | os.PathLike, model: EmotionModel, options: Options | Non
     stats.resampler = resampler.kind
     stream = VadStream(vad, SpeechSegmenter(threshold=o.vad_threshold)) if o.vad else None
     timeline, probs = [], []
+    quiet: list[Level] = []   # the silent windows' levels
     n16 = 0              # 16 kHz samples produced so far
     speech = 0           # samples passed on as speech
 
@@ -75,7 +78,9 @@ def analyse(path: str | os.PathLike, model: EmotionModel, options: Options | Non
         for a, b, wave, pos in windows:
             entry = {"start_s": round(float(pos[0]) / sr, 3), "end_s": round(float(pos[-1] + 1) / sr, 3),
                      "speech_s": round((b - a) / sr, 3)}
-            if float(np.max(np.abs(wave))) < SILENT_PEAK:
+            level = Level().add(wave)
+            if level.silent:
+                quiet.append(level)
                 entry.update(emotion=None, skipped="silent")
                 timeline.append(entry)
                 continue
@@ -144,13 +149,13 @@ def analyse(path: str | os.PathLike, model: EmotionModel, options: Options | Non
         return result
     if info.frames == 0:
         result.update(status="too_short", message="the file holds no audio frames")
+    elif timeline:   # there were windows, and every one was silent
+        result.update(status="silent", message=f"no variation in any window: {quiet[0].message()}")
     elif o.vad and speech == 0:
         result.update(status="no_speech", message="no speech found (voice activity detection)")
     elif o.vad:
         result.update(status="too_short", message=f"only {speech / sr:.2f} s of speech; a window needs "
                                                   f"at least {o.min_speech} s")
-    elif timeline:
-        result.update(status="silent", message="the audio is digital silence")
     else:
         result.update(status="too_short", message=f"{info.seconds:.2f} s of audio; a window needs at "
                                                   f"least {o.min_speech} s")

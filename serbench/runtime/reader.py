@@ -10,6 +10,7 @@ import numpy as np
 import soundfile as sf
 
 from .base import InferError
+from .checks import header_problem
 
 
 @dataclass
@@ -44,6 +45,10 @@ def open_audio(path: str | os.PathLike) -> tuple[sf.SoundFile, AudioInfo]:
     except (sf.LibsndfileError, RuntimeError, TypeError, OSError) as exc:
         raise InferError(f"{path}: cannot decode audio ({exc}); formats are libsndfile's "
                          f"(wav, flac, ogg/vorbis, opus, mp3, aiff, ...)") from exc
+    problem = header_problem(int(f.samplerate), int(f.frames))   # before a sample is decoded
+    if problem:
+        f.close()
+        raise InferError(f"{path}: {problem}")
     return f, AudioInfo(str(path), int(f.samplerate), int(f.channels), int(f.frames),
                         f"{f.format}/{f.subtype}")
 
