@@ -247,7 +247,7 @@ class Runner:
         """Mark every unfinished run of this invocation failed (what ``--resume`` continues); on
         Ctrl-C they are not failed but noted as interrupted (:meth:`~serbench.store.Store.interrupt_run`)."""
         for rid in run_ids.values():
-            if db.run(rid)["status"] != "finished":
+            if db.status(rid) != "finished":
                 if isinstance(exc, KeyboardInterrupt):
                     db.interrupt_run(rid)
                 else:

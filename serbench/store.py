@@ -229,6 +229,11 @@ class Store:
 
     # -- reading ------------------------------------------------------------------------------
 
+    def status(self, run_id: int) -> str:
+        """A run's status alone: no JSON cell is decoded, so it answers for a damaged row too
+        (the runner asks it while it handles another error, which a damaged row must not hide)."""
+        return str(self._run_row(self._conn, run_id)["status"])
+
     def run(self, run_id: int) -> dict:
         """One run as a dict, JSON fields decoded (a :class:`DamagedRow` error if one is damaged)."""
         return self._decode(self._run_row(self._conn, run_id), RUN_JSON)
