@@ -35,7 +35,7 @@ from pathlib import Path
 
 from serbench import atomic, fmt, runtable
 from serbench.errors import SerbenchError
-from serbench.provenance import git_state
+from serbench.provenance import cpu_isa, git_state
 from serbench.store import Store
 
 FORMAT = 1
@@ -155,6 +155,7 @@ def baseline_document(entries: dict[str, dict], store: str | Path) -> dict:
         "format": FORMAT,
         "written": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "git_commit": commit, "git_dirty": dirty, "store": str(store),
+        "machine": cpu_isa(),  # UA and size are the same on every CPU; the record says where they were made
         "tolerance_note": "serbench gate: UA tolerance is absolute, UA-per-MB tolerance is relative",
         "entries": {k: entries[k] for k in sorted(entries)},
     }

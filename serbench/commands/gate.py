@@ -31,7 +31,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from serbench import gate, runtable, store
+    from serbench import gate, provenance, runtable, store
 
     path = args.store or store.default_path()
     tol = gate.Tolerance(ua=args.tolerance if args.ua_tolerance is None else args.ua_tolerance,
@@ -49,6 +49,7 @@ def run(args) -> int:
     outcome = gate.compare(baseline, current, tol, allow_missing=args.allow_missing, paired=args.paired,
                            n_resamples=args.resamples)
     print(f"gate: {len(baseline)} baseline entries ({args.baseline}) vs the latest runs in {path}")
+    print(f"machine: {provenance.isa_summary()}")
     print(f"tolerance: UA may drop {tol.ua:.4f} (absolute"
           + ("; paired: fails only when the whole 95% speaker interval of the drop is beyond it" if args.paired else "")
           + f"); UA per MB may drop {100 * tol.acc_per_mb:.2f}% (relative"
