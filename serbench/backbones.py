@@ -34,6 +34,7 @@ import numpy as np
 
 from serbench.entries import ModelEntry, RecipeEntry
 from serbench.errors import SerbenchError
+from serbench import schema
 from serbench.schema import Field, positive
 
 WEIGHT_OPTIONS = ("--weights hub (pretrained, from the hub or the local Hugging Face cache), "
@@ -52,6 +53,9 @@ def parse_weights(spec: str | None) -> dict:
         seed = spec.partition(":")[2] or "0"
         if not seed.lstrip("-").isdigit():
             raise SerbenchError(f"--weights {spec!r}: the seed after 'random:' must be an integer")
+        problem = schema.seed(int(seed))  # the range every other seed has
+        if problem:
+            raise SerbenchError(f"--weights {spec!r}: the seed after 'random:' {problem}")
         return {"kind": "random", "seed": int(seed)}
     path = Path(spec).expanduser()
     if not path.exists():

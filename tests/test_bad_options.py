@@ -294,3 +294,13 @@ def test_run_on_a_one_class_label_map_is_refused_before_any_embedding(tmp_path, 
     assert "fold 0: a one-class problem (classes: ['emotional'])" in err and "training: emotional x" in err
     assert not (paths.home() / "cache" / "embeddings").exists()
     assert not db.exists() or store.Store(db).runs().empty
+
+
+@pytest.mark.parametrize("seed", ["-1", str(2 ** 32)])
+def test_a_random_weights_seed_out_of_range_is_named(seed):
+    """--weights random:SEED takes the range of every other seed (torch accepted -1 and 2**32)."""
+    from serbench import backbones
+
+    with pytest.raises(SerbenchError, match=r"random:.*must be in \[0, 4294967295\]"):
+        backbones.parse_weights(f"random:{seed}")
+    assert backbones.parse_weights(f"random:{2 ** 32 - 1}")["seed"] == 2 ** 32 - 1
