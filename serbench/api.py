@@ -86,6 +86,7 @@ def run_records(runner, results) -> list[dict]:
             "ci": r.summary["ci"], "paired": r.summary.get("paired"),
             "worst_speakers": r.summary["per_speaker"][:3],
             "size_mb": m.get("size_mb"), "latency_p50_ms": m.get("latency_p50_ms"),
+            "latency_measured_on": (m.get("machine") or {}).get("isa_summary"), "latency_clip_s": m.get("clip_seconds"),
             "shared_speakers_train_test": r.summary["audit"]["shared_speakers_train_test"],
             "weights": weights, "synthetic": synthetic, "flags": m.get("flags", []),
             "skipped_files": {n: len(m_.skipped) for n, m_ in runner.manifests.items()},

@@ -58,6 +58,19 @@ def test_leakage_shows_and_second_protocol_reuses_the_cache(shared_home, capsys)
         assert len(db.predictions(int(runs["id"].iloc[0]))) == 320
 
 
+
+def test_a_measured_run_says_which_machine_made_its_latency(shared_home, capsys):
+    """Every speed number names its CPU and kernel ISA: the run's text output and its record."""
+    from serbench import provenance
+
+    assert main(["run", "--model", "egemaps", "--protocol", "loso", "--synthetic", "--head", "logreg"]) == 0
+    out = capsys.readouterr().out
+    assert f"measured on {provenance.isa_summary()}" in out
+    with store.Store() as db:
+        rid = int(db.runs()["id"].iloc[-1])
+        stored = dict(zip(db.measurements(rid)["key"], db.measurements(rid)["value"]))
+    assert stored["machine"]["isa"] == provenance.cpu_isa() and stored["latency_p50_ms"] > 0
+
 def test_resume_after_a_crash_gives_the_uninterrupted_numbers(shared_home, tmp_path, monkeypatch):
     spec = RunSpec(model="tiny", protocol="loso", recipes=("fp32", "dynamic-int8"), weights="random:1",
                    synthetic=True, synthetic_size="tiny", measure=False)

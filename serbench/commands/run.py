@@ -67,6 +67,10 @@ def run(args) -> int:
     print(df.attrs["title"])
     print(tabulate(table, headers=["run", "recipe", "size MB", "latency ms", "UA % [95% CI]", "UA folds",
                                    "WA % [95% CI]", "macro-F1 % [95% CI]", "flags"], disable_numparse=True))
+    timed = [r for r in rows if r.get("latency_measured_on")]
+    for machine in sorted({r["latency_measured_on"] for r in timed}):   # one line: a run is timed on one machine
+        clip = next(r["latency_clip_s"] for r in timed if r["latency_measured_on"] == machine)
+        print(f"latency: p50 of one {clip:g} s clip at batch 1, measured on {machine}")
     ci = rows[0]["ci"]
     print(f"intervals: {100 * ci['confidence']:.0f} % bootstrap over the {ci['clusters']} test speakers "
           f"(pooled predictions of all folds; {ci['n_resamples']} resamples, seed {ci['seed']}); "
