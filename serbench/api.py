@@ -23,6 +23,7 @@ work is done.
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pandas as pd
@@ -56,7 +57,12 @@ def run(model: str, protocol: str, recipes=("fp32",), *, home: str | Path | None
     checked = opts.check_run(dict(model=model, protocol=protocol, recipes=recipes, home=home, store=store,
                                   resume=resume, progress=progress, log=log, **options))
     front = {k: checked.pop(k, None) for k in ("home", "store", "resume", "progress", "log")}
+    from serbench.finetune import FinetuneConfig
     from serbench.runner import Runner, RunSpec
+
+    if "epochs" in checked:   # --epochs is the fine-tuning configuration's epochs
+        checked["finetune"] = dataclasses.replace(checked.get("finetune") or FinetuneConfig(),
+                                                  epochs=checked.pop("epochs"))
 
     checked["recipes"] = tuple(checked["recipes"])
     with paths.using_home(front["home"]):

@@ -49,9 +49,10 @@ def _mapping(what: str, values: tuple[type, ...]):
 
 
 def _finetune_config(v) -> str | None:
-    from serbench.finetune import FinetuneConfig
-
-    return None if isinstance(v, FinetuneConfig) else f"must be a serbench.finetune.FinetuneConfig, got {v!r}"
+    # by name, not isinstance: serbench.finetune imports this module for its fields (no import loop)
+    kind = type(v)
+    ok = dataclasses.is_dataclass(v) and (kind.__module__, kind.__name__) == ("serbench.finetune", "FinetuneConfig")
+    return None if ok else f"must be a serbench.finetune.FinetuneConfig, got {v!r}"
 
 
 def _fraction(v) -> str | None:
@@ -160,8 +161,4 @@ def check_run(given: dict) -> dict:
         raise SerbenchError(f"--synthetic and --data {', '.join(out['data'])}=... contradict each other: "
                             "--synthetic runs on the built-in synthetic corpora, so the folders given would be "
                             "ignored; give one or the other")
-    if "epochs" in out:   # --epochs is the fine-tuning configuration's epochs
-        from serbench.finetune import FinetuneConfig
-
-        out["finetune"] = dataclasses.replace(out.get("finetune") or FinetuneConfig(), epochs=out.pop("epochs"))
     return out
