@@ -33,6 +33,7 @@ import numpy as np
 from tqdm import tqdm
 
 from serbench import atomic, audio, paths, runtime
+from serbench.manifest import audio_hash
 
 MIN_SAMPLES = audio.SAMPLE_RATE // 2   # shorter speech is zero-padded to 0.5 s before the encoder
 PREFETCH = 4                           # clips decoded ahead of the encoder (beyond one per worker)
@@ -45,17 +46,9 @@ class Encoder(TypingProtocol):
     def embed(self, wave: np.ndarray) -> np.ndarray: ...
 
 
-def file_hash(path: str | os.PathLike, block: int = 1 << 20) -> str:
-    """sha256 of a file's bytes, read in 1 MiB blocks (bounded memory)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(block):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def file_hashes(files: list[str]) -> list[str]:
-    """The cache key of each audio file: the sha256 of its bytes, read every time.
+    """The cache key of each audio file: the sha256 of its bytes (:func:`serbench.manifest.audio_hash`,
+    the manifest's content identity too), read every time.
 
     Not remembered by (path, size, mtime): a clip rewritten with the same size and mtime (a
     copy with ``cp -p``, a tool that restores timestamps) was then served its old embedding.
@@ -63,7 +56,7 @@ def file_hashes(files: list[str]) -> list[str]:
     16 kHz FLAC) hash in 0.06 s from the page cache and 0.27 s from disk, where the stat-keyed
     lookup took 0.02 s (measured once, on 2 shared cores).
     """
-    return [file_hash(f) for f in files]
+    return [audio_hash(f) for f in files]
 
 
 def speech_segment(path: str, preprocess: audio.Preprocess) -> np.ndarray:

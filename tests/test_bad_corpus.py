@@ -231,7 +231,7 @@ def test_the_same_audio_under_two_ids_is_kept_once_and_listed(tmp_path):
         "labelled 'angry' there and 'sad' here",
         "duplicate audio: the same file, kept once as u1 (u2 left out)",
     ]
-    assert m.frame["audio_hash"].str.len().eq(32).all()
+    assert m.frame["audio_hash"].str.len().eq(64).all()  # sha256 hex
 
 
 def test_the_audit_reports_identical_audio_in_train_and_test(tmp_path):

@@ -91,15 +91,15 @@ def folder_size_mb(path: Path) -> float:
     return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file() and p.name != META) / 1e6
 
 
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
 def inventory(path: Path) -> dict[str, dict]:
     """``{relative path: {"bytes", "sha256"}}`` of an artefact's files (our metadata not)."""
-    out = {}
-    for p in sorted(Path(path).rglob("*")):
-        if p.is_file() and p.name != META:
-            with open(p, "rb") as fh:
-                digest = hashlib.file_digest(fh, "sha256").hexdigest()
-            out[p.relative_to(path).as_posix()] = {"bytes": p.stat().st_size, "sha256": digest}
-    return out
+    return {p.relative_to(path).as_posix(): {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+            for p in sorted(Path(path).rglob("*")) if p.is_file() and p.name != META}
 
 
 def damage(path: Path, files: dict | None, main: str | None) -> str | None:
@@ -116,9 +116,8 @@ def damage(path: Path, files: dict | None, main: str | None) -> str | None:
         size = p.stat().st_size
         if size != want["bytes"]:
             return f"{rel} holds {size} bytes where {META} recorded {want['bytes']} (cut short or overwritten)"
-        with open(p, "rb") as fh:
-            if hashlib.file_digest(fh, "sha256").hexdigest() != want["sha256"]:
-                return f"{rel} has the recorded size but not the recorded content (sha256 differs)"
+        if _sha256(p) != want["sha256"]:
+            return f"{rel} has the recorded size but not the recorded content (sha256 differs)"
     return None
 
 
