@@ -19,8 +19,9 @@ from serbench import schema
 from serbench.errors import SerbenchError
 from serbench.schema import Field, at_least, non_empty, positive, within
 
-MODES = ("probe", "finetune")                 # serbench.runner.MODES
-SYNTHETIC_SIZES = ("tiny", "small", "medium")  # serbench.synth.corpora.SIZES
+MODES = ("probe", "finetune")                 # the runner's and the sweep grid's, declared here once
+SYNTHETIC_SIZES = ("tiny", "small", "medium")  # serbench.synth.corpora.SIZES' keys (a test holds them equal:
+                                               # importing serbench.synth here would load soundfile and soxr)
 PATH = (str, os.PathLike)
 
 

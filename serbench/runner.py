@@ -28,14 +28,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from serbench import (atomic, audio, backbones, corpora, embed, heads, labels, metrics, protocols, provenance,
-                      registry, sources, splits, stats, store, train)
+from serbench import (atomic, audio, backbones, corpora, embed, heads, labels, metrics, options, protocols,
+                      provenance, registry, sources, splits, stats, store, train)
 from serbench.artefacts import cache, encoders
 from serbench.entries import RecipeEntry
 from serbench.errors import SerbenchError
 from serbench.finetune import FinetuneConfig, finetune
 
-MODES = ("probe", "finetune")
+MODES = options.MODES
 
 
 @dataclass

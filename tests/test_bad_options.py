@@ -304,3 +304,11 @@ def test_a_random_weights_seed_out_of_range_is_named(seed):
     with pytest.raises(SerbenchError, match=r"random:.*must be in \[0, 4294967295\]"):
         backbones.parse_weights(f"random:{seed}")
     assert backbones.parse_weights(f"random:{2 ** 32 - 1}")["seed"] == 2 ** 32 - 1
+
+
+def test_the_declared_synthetic_sizes_are_the_synthetic_corpora_sizes():
+    """options.py copies synth's sizes (importing synth there would load soundfile and soxr)."""
+    from serbench import options
+    from serbench.synth import corpora
+
+    assert options.SYNTHETIC_SIZES == tuple(corpora.SIZES)

@@ -28,12 +28,11 @@ import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
-from serbench import registry, schema
+from serbench import options, registry, schema
 from serbench.errors import SerbenchError
 from serbench.schema import Field
 
-MODES = ("probe", "finetune")
-SIZES = ("tiny", "small", "medium")
+MODES, SIZES = options.MODES, options.SYNTHETIC_SIZES
 
 
 def _names(v) -> str | None:
