@@ -158,24 +158,22 @@ class Store:
         when the store cannot be written (the disk that made the run fail is still full), it
         says so on stderr and returns False. The run then stays ``running``, which ``--resume``
         continues just as it does a failed one (:meth:`find_unfinished`)."""
-        try:
-            with self._write(f"mark run {run_id} failed") as conn:
-                conn.execute("UPDATE runs SET status = 'failed', updated = ?, error = ? WHERE id = ?",
-                             (_now(), str(error), run_id))
-            return True
-        except (SerbenchError, sqlite3.Error, OSError) as exc:
-            print(f"warning: {exc}; run {run_id} stays 'running' in the store, and `serbench run ... --resume` "
-                  "continues it", file=sys.stderr)
-            return False
+        return self._note_stop(run_id, "failed", str(error), f"mark run {run_id} failed")
 
     def interrupt_run(self, run_id: int) -> bool:
         """Note that ``run_id`` was interrupted (Ctrl-C): it stays ``running``, not ``failed``
         (nothing went wrong; ``--resume`` continues it), with ``error`` saying when it stopped.
         Like :meth:`fail_run` it never raises because of the store."""
+        return self._note_stop(run_id, "running", f"interrupted (Ctrl-C) at {_now()}; resume with --resume",
+                               f"note that run {run_id} was interrupted", only_running=True)
+
+    def _note_stop(self, run_id: int, status: str, error: str, doing: str, only_running: bool = False) -> bool:
+        """Set a stopped run's status and ``error``, never raising because of the store (see
+        :meth:`fail_run`): False, with a warning on stderr, when the store cannot be written."""
         try:
-            with self._write(f"note that run {run_id} was interrupted") as conn:
-                conn.execute("UPDATE runs SET updated = ?, error = ? WHERE id = ? AND status = 'running'",
-                             (_now(), f"interrupted (Ctrl-C) at {_now()}; resume with --resume", run_id))
+            with self._write(doing) as conn:
+                conn.execute("UPDATE runs SET status = ?, updated = ?, error = ? WHERE id = ?"
+                             + (" AND status = 'running'" if only_running else ""), (status, _now(), error, run_id))
             return True
         except (SerbenchError, sqlite3.Error, OSError) as exc:
             print(f"warning: {exc}; run {run_id} stays 'running' in the store, and `serbench run ... --resume` "
