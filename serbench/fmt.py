@@ -73,18 +73,33 @@ def p_value(x, missing: str = MISSING) -> str:
     return missing if x is None else ("< 0.001" if x < 0.001 else f"{x:.3f}")
 
 
-def verdict(low, high, reference: str = "fp32", covers_zero=None) -> str:
-    """What a difference's interval says: "indistinguishable from fp32" when it covers 0, else
-    "worse than fp32" (all below 0) or "better than fp32" (all above); "—" without an interval
-    (or, given only ``covers_zero``, "indistinguishable from" / "different from")."""
+#: the ΔUA (a fraction) within which a compressed model counts as equivalent to its reference:
+#: its whole interval must lie inside ±2 points (the margin the issues' targets use)
+EQUIVALENCE_MARGIN = 0.02
+
+
+def verdict(low, high, reference: str = "fp32", covers_zero=None, margin: float = EQUIVALENCE_MARGIN) -> str:
+    """What a difference's interval can say, and no more:
+
+    * "worse than fp32" / "better than fp32": the whole interval is below / above 0;
+    * "equivalent to fp32 (within ±2.0 points)": it covers 0 and lies inside ±``margin``;
+    * "inconclusive vs fp32": it covers 0 but reaches beyond the margin. Absence of evidence of a
+      difference is not evidence of its absence: 16 test utterances give ΔUA −6.2 [−18.8, +0.0],
+      which a "covers 0" rule called indistinguishable.
+
+    "—" without an interval; given only ``covers_zero``: "inconclusive" or "different from"."""
     low, high = finite(low), finite(high)
     if low is None or high is None:
         if covers_zero is None:
             return MISSING
-        return f"indistinguishable from {reference}" if covers_zero else f"different from {reference}"
-    if low <= 0 <= high:
-        return f"indistinguishable from {reference}"
-    return f"worse than {reference}" if high < 0 else f"better than {reference}"
+        return f"inconclusive vs {reference}" if covers_zero else f"different from {reference}"
+    if high < 0:
+        return f"worse than {reference}"
+    if low > 0:
+        return f"better than {reference}"
+    if -margin <= low and high <= margin:
+        return f"equivalent to {reference} (within ±{100 * margin:.1f} points)"
+    return f"inconclusive vs {reference}"
 
 
 def label_map_text(maps: dict[str, str | None]) -> str:

@@ -293,8 +293,9 @@ def _sections(rep: Report) -> list[tuple[str, str, pd.DataFrame | None, list[str
         ("Compressed vs fp32", "Each compressed run against the fp32 run of the same serbench run invocation (same test "
          "utterances, folds and heads): difference new minus fp32 in points, with a paired bootstrap over "
          "test speakers (95% interval, two-sided p); McNemar's exact test on per-utterance correctness; "
-         "agreement: share of utterances with the same predicted class. A difference whose interval covers 0 "
-         "is indistinguishable from fp32.", paired_display(rep.paired) if len(rep.paired) else None, []),
+         "agreement: share of utterances with the same predicted class. Verdict: worse or better when the "
+         "whole interval is below or above 0; equivalent when it covers 0 and lies within ±2 points; "
+         "otherwise inconclusive (the data cannot tell).", paired_display(rep.paired) if len(rep.paired) else None, []),
         ("Pareto fronts", "Smaller size or latency and higher UA are better; a run is on the front when no other "
          "run of the same protocol and kind of data is at least as good on every axis and better on one. "
          "n/a: the run lacks that measurement (e.g. made with --no-measure).",

@@ -8,7 +8,8 @@ Why a module of their own: the run table is what ``serbench gate`` and :func:`se
 need; these views are what only the report needs. Every pairing goes through
 :func:`serbench.runtable.comparable`. The uncertainty they carry (see :mod:`serbench.stats`): a
 compressed run's difference to fp32 is the paired bootstrap ``serbench run`` stored in
-``summary["paired"]``, with a verdict that says "indistinguishable" when its interval covers 0;
+``summary["paired"]``, with a verdict (:func:`serbench.fmt.verdict`): "equivalent" only when its
+interval lies within ±2 points, "inconclusive" when it covers 0 but reaches beyond;
 the leakage gap gets a paired speaker-clustered interval computed here from both runs' stored
 predictions. Runs stored before these existed are left out of these views; nothing fails on them.
 """

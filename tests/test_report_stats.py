@@ -104,15 +104,21 @@ def test_paired_csv_has_one_row_per_compressed_run_with_its_stored_test(hand, tm
 
 
 def test_verdict_reads_the_interval():
-    assert fmt.verdict(-0.1, 0.05) == "indistinguishable from fp32"
-    assert fmt.verdict(-0.1, 0.0) == "indistinguishable from fp32"  # an interval touching 0 covers it
+    assert fmt.verdict(-0.1, 0.05) == "inconclusive vs fp32"   # covers 0, reaches beyond the margin
+    assert fmt.verdict(-0.188, 0.0) == "inconclusive vs fp32"  # touching 0 covers it: not evidence of no loss
+    assert fmt.verdict(-0.015, 0.0) == "equivalent to fp32 (within ±2.0 points)"
+    assert fmt.verdict(-0.02, 0.02) == "equivalent to fp32 (within ±2.0 points)"  # the margin's edges are in
+    assert fmt.verdict(-0.021, 0.01) == "inconclusive vs fp32"
     assert fmt.verdict(-0.1, -0.01) == "worse than fp32"
+    assert fmt.verdict(-0.015, -0.001) == "worse than fp32"   # a real difference, however small
     assert fmt.verdict(0.01, 0.2) == "better than fp32"
+    assert fmt.verdict(-0.05, 0.05, margin=0.05).startswith("equivalent to fp32 (within ±5.0 points)")
     assert fmt.verdict(None, None) == "—" and fmt.verdict(float("nan"), 0.1) == "—"
-    assert fmt.verdict(None, None, covers_zero=True) == "indistinguishable from fp32"
+    assert fmt.verdict(None, None, covers_zero=True) == "inconclusive vs fp32"
+    assert fmt.verdict(None, None, covers_zero=False) == "different from fp32"
 
 
-def test_a_clear_regression_is_reported_worse_and_a_copy_indistinguishable(tmp_path):
+def test_a_clear_regression_is_reported_worse_and_a_copy_equivalent(tmp_path):
     path = tmp_path / "s.sqlite"
     with Store(path) as db:
         ref = write_run(db, "big", "fp32", "loso", [0.8] * 4, speakers=5)
@@ -124,7 +130,7 @@ def test_a_clear_regression_is_reported_worse_and_a_copy_indistinguishable(tmp_p
     assert sorted(p.index) == [bad, same] and older in set(rep.runs["run_id"])
     assert p.loc[bad, "delta_ci_high"] < 0 and p.loc[bad, "verdict"] == "worse than fp32"
     assert p.loc[bad, "delta_ua"] == pytest.approx(0.2 - 0.8)
-    assert p.loc[same, "delta_ua"] == 0 and p.loc[same, "verdict"] == "indistinguishable from fp32"
+    assert p.loc[same, "delta_ua"] == 0 and p.loc[same, "verdict"] == "equivalent to fp32 (within ±2.0 points)"
     assert p.loc[same, "agreement"] == 1.0 and p.loc[same, "mcnemar_p"] == 1.0
     shown = report.paired_display(rep.paired).set_index("run")
     lo, hi = p.loc[bad, "delta_ci_low"], p.loc[bad, "delta_ci_high"]
