@@ -15,10 +15,14 @@ does not describe the architecture it claims to.
 
 Each model kind is declared once, at the bottom (:data:`KINDS`): the fields its entries hold (the
 registry validates against them), how a ``--weights`` spec is read and recorded, how the model is
-built and embeds, and whether it is weight-free. ``transformers`` is a network with weights, which
-compression recipes turn into artefacts (:mod:`serbench.artefacts`); ``opensmile`` (eGeMAPS) is
-weight-free: nothing to compress, so it runs as built, under the reference recipe alone. Callers
-use the functions here (:func:`provenance`, :func:`build`, :func:`encoder`), never the kind's name.
+built and embeds, and whether it is weight-free. A kind with weights also owns its input: what its
+graph is fed from the 16 kHz waveform (:func:`frontend`, a spec :mod:`serbench.runtime.features`
+computes, so a model folder feeds it alike), the torch module artefacts are exported from
+(:func:`network`), and what fine-tuning freezes. ``transformers`` (the wav2vec2 family, waveform in)
+and ``whisper`` (log-mel in) are networks which compression recipes turn into artefacts
+(:mod:`serbench.artefacts`); ``opensmile`` (eGeMAPS) is weight-free: nothing to compress, so it runs
+as built, under the reference recipe alone. Callers use the functions here (:func:`provenance`,
+:func:`build`, :func:`encoder`, :func:`network`, :func:`frontend`), never the kind's name.
 """
 from __future__ import annotations
 
@@ -196,8 +200,9 @@ def check_params(entry: ModelEntry, model) -> int:
     return n
 
 
-def _build_transformers(entry: ModelEntry, prov: dict):
-    """The network in eval mode, its weights from where ``prov`` says."""
+def _build_transformers(entry: ModelEntry, prov: dict, part: Callable | None = None):
+    """The network in eval mode, its weights from where ``prov`` says (``part``: the piece of it
+    that is the backbone, e.g. a Whisper model's encoder; its parameters are what ``params`` counts)."""
     import torch
 
     cls, config_cls = _classes(entry)
@@ -214,6 +219,7 @@ def _build_transformers(entry: ModelEntry, prov: dict):
                                 f"{entry.model_class}: {exc}") from exc
     else:
         model = _from_checkpoint(entry, cls, config_cls, Path(prov["path"]))
+    model = part(model) if part else model
     model.eval()
     check_params(entry, model)
     return model
@@ -233,9 +239,9 @@ def check_wave(wave: np.ndarray, sample_rate: int = 16_000) -> np.ndarray:
 
 
 def stacked(model, normalize: bool):
-    """The network as exported: waveforms (batch, samples) -> all hidden states stacked,
-    (batch, layers, frames, dim). Normalisation, when the checkpoint expects it, is inside the
-    graph so that every artefact is self-contained."""
+    """The wav2vec2-family network as exported: waveforms (batch, samples) -> all hidden states
+    stacked, (batch, layers, frames, dim). Normalisation, when the checkpoint expects it, is inside
+    the graph so that every artefact is self-contained."""
     import torch
 
     class Stacked(torch.nn.Module):
@@ -254,13 +260,84 @@ def stacked(model, normalize: bool):
     return Stacked().eval()
 
 
+def whisper_stacked(encoder):
+    """A Whisper encoder as exported: log-mel ``input_features`` (batch, mels, frames) -> all hidden
+    states stacked, (batch, layers, frames, dim), as ``WhisperEncoder(output_hidden_states=True)``
+    computes them (each layer's input, then the final layer norm's output), but with the positions
+    cut to the frames fed: transformers' forward refuses anything but 30 s. Given ``audio_frames``
+    (30 s padded input, :mod:`serbench.runtime.features`), only the frames holding audio are kept."""
+    import torch
+
+    class WhisperStacked(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = encoder
+
+        def forward(self, input_features, audio_frames=None):
+            enc = self.model
+            x = torch.nn.functional.gelu(enc.conv1(input_features))
+            x = torch.nn.functional.gelu(enc.conv2(x)).permute(0, 2, 1)
+            x = x + enc.embed_positions.weight[: x.shape[1]]
+            x = torch.nn.functional.dropout(x, p=enc.dropout, training=enc.training)
+            states = []
+            for layer in enc.layers:
+                states.append(x)
+                x = layer(x, attention_mask=None, layer_head_mask=None)
+                x = x[0] if isinstance(x, tuple) else x
+            states.append(enc.layer_norm(x))
+            out = torch.stack(states, dim=1)
+            if audio_frames is not None:
+                out = out.index_select(2, torch.arange(audio_frames, device=out.device))
+            return out
+
+    return WhisperStacked().eval()
+
+
+def network(entry: ModelEntry, model):
+    """The torch module every artefact is made from: the graph inputs :func:`frontend` declares ->
+    (batch, layers, frames, dim)."""
+    return kind(entry).network(entry, model)
+
+
+def frontend(entry: ModelEntry) -> dict:
+    """What the entry's graph is fed, as a plain spec (:mod:`serbench.runtime.features`)."""
+    return kind(entry).frontend(entry)
+
+
+def torch_inputs(spec: dict, waves) -> tuple:
+    """The graph inputs of equal-length waveforms, as torch tensors in the network's argument order."""
+    import torch
+
+    from serbench.runtime import features
+
+    feeds = features.batch_inputs([check_wave(w) for w in waves], spec)
+    return tuple(torch.from_numpy(feeds[n]) for n in features.input_names(spec))
+
+
+def export_spec(entry: ModelEntry, model) -> tuple[list[str], tuple, dict]:
+    """``(input names, dummy inputs, dynamic axes)`` for ``torch.onnx.export`` of :func:`network`:
+    one second of low noise through the entry's frontend; batch and time axes dynamic (the frames of
+    a padded Whisper input are fixed at 30 s, those of its output follow ``audio_frames``)."""
+    from serbench.runtime import features
+
+    spec = frontend(entry)
+    names = features.input_names(spec)
+    wave = np.random.default_rng(0).standard_normal(entry.sample_rate).astype(np.float32) * 0.01
+    dummy = torch_inputs(spec, [wave])
+    time_axis = {"input_values": {1: "samples"}, "input_features": {} if spec.get("positions") == "pad" else
+                 {2: "mel_frames"}}
+    axes = {n: {0: "batch", **time_axis[n]} for n in names if n in time_axis}
+    return names, dummy, axes
+
+
 class TorchEncoder:
     """The fp32 torch network itself (what the ONNX export is checked against)."""
 
     def __init__(self, entry: ModelEntry, model, threads: int | None = None):
         import torch
 
-        self.net = stacked(model, entry.normalize)
+        self.net = network(entry, model)
+        self.spec = frontend(entry)
         self.sample_rate = entry.sample_rate
         self.threads = threads or torch.get_num_threads()
 
@@ -270,7 +347,7 @@ class TorchEncoder:
         wave = check_wave(wave, self.sample_rate)
         torch.set_num_threads(self.threads)
         with torch.inference_mode():
-            hidden = self.net(torch.from_numpy(wave)[None])[0]
+            hidden = self.net(*torch_inputs(self.spec, [wave]))[0]
         return hidden.mean(dim=1).numpy().astype(np.float32)
 
 
@@ -330,26 +407,61 @@ class Kind:
     build: Callable[[ModelEntry, dict], object]              # the model, from the entry and its provenance
     encoder: Callable[[ModelEntry, object, int | None], object]  # embed(wave) -> (layers, dim), built model
     source: Callable[[ModelEntry], str]                      # where its weights come from, for `serbench models`
+    # a kind with weights: what its graph is fed, the torch module artefacts are made from, and the
+    # modules fine-tuning keeps frozen (the convolutional front end)
+    frontend: Callable[[ModelEntry], dict] | None = None
+    network: Callable[[ModelEntry, object], object] | None = None
+    feature_encoder: Callable[[object], list] | None = None
 
 
 def _identifier(v: str) -> str | None:
     return None if v.isidentifier() else f"must be a transformers class name, got {v!r}"
 
 
+def _wav2vec2_feature_encoder(model) -> list:
+    encoder = getattr(model, "feature_extractor", None)
+    if encoder is None:
+        raise SerbenchError(f"{type(model).__name__} has no conv feature_extractor to freeze")
+    return [encoder]
+
+
+def _whisper_spec(entry: ModelEntry) -> dict:
+    from serbench.runtime import features
+
+    cfg = entry.config
+    return features.whisper_spec(cfg.get("num_mel_bins", 80), entry.positions,
+                                 max_source_positions=cfg.get("max_source_positions", 1500))
+
+
+_HUB_SOURCE = lambda e: f"{e.hub_id}@{e.revision}" if e.hub_id else "(no hub weights: local or random only)"  # noqa: E731
+_NETWORK_FIELDS = (
+    # Whether transformers has this class is checked when the model is built: importing
+    # transformers (and torch) here would make listing the registry take seconds.
+    Field("hub_id", str),
+    Field("revision", (str, int), default="main"),
+    Field("model_class", str, required=True, check=_identifier),
+    Field("config", dict, required=True),
+    Field("params", int, required=True,
+          check=lambda v: None if v > 0 else f"must be a positive parameter count, got {v}"),
+)
+
 KINDS = {k.name: k for k in (
-    Kind("transformers", fields=(
-        # Whether transformers has this class is checked when the model is built: importing
-        # transformers (and torch) here would make listing the registry take seconds.
-        Field("hub_id", str),
-        Field("revision", (str, int), default="main"),
-        Field("model_class", str, required=True, check=_identifier),
-        Field("config", dict, required=True),
-        Field("params", int, required=True,
-              check=lambda v: None if v > 0 else f"must be a positive parameter count, got {v}"),
-        Field("normalize", bool, default=False),
-    ), weight_free=False, parse_weights=lambda entry, weights: parse_weights(weights),
-        provenance=_transformers_provenance, build=_build_transformers, encoder=TorchEncoder,
-        source=lambda e: f"{e.hub_id}@{e.revision}" if e.hub_id else "(no hub weights: local or random only)"),
+    # wav2vec2, HuBERT, WavLM, DistilHuBERT: a conv stack over the raw waveform, then a transformer
+    Kind("transformers", fields=_NETWORK_FIELDS + (Field("normalize", bool, default=False),),
+         weight_free=False, parse_weights=lambda entry, weights: parse_weights(weights),
+         provenance=_transformers_provenance, build=_build_transformers, encoder=TorchEncoder, source=_HUB_SOURCE,
+         frontend=lambda entry: {"name": "waveform"},
+         network=lambda entry, model: stacked(model, entry.normalize),
+         feature_encoder=_wav2vec2_feature_encoder),
+    # Whisper's encoder (model_class WhisperModel; the decoder is dropped once built, and ``params``
+    # counts the encoder): its own log-mel in, 30 s of positions, which ``positions`` cuts to the
+    # clip (``cut``) or fills with padding (``pad``), :mod:`serbench.runtime.features`
+    Kind("whisper", fields=_NETWORK_FIELDS + (Field("positions", str, default="cut", choices=("cut", "pad")),),
+         weight_free=False, parse_weights=lambda entry, weights: parse_weights(weights),
+         provenance=_transformers_provenance, build=lambda e, p: _build_transformers(e, p, lambda m: m.encoder),
+         encoder=TorchEncoder, source=_HUB_SOURCE, frontend=_whisper_spec,
+         network=lambda entry, model: whisper_stacked(model),
+         feature_encoder=lambda model: [model.conv1, model.conv2]),
     Kind("opensmile", fields=(
         Field("feature_set", str, required=True),
         Field("feature_level", str, default="Functionals"),

@@ -28,6 +28,7 @@ class ModelEntry:
     config: dict = field(default_factory=dict)
     params: int | None = None
     normalize: bool = False
+    positions: str | None = None  # a Whisper encoder's: its 30 s of positions cut to the clip, or padding
     sample_rate: int = 16_000
     feature_set: str | None = None
     feature_level: str | None = None

@@ -11,9 +11,9 @@ the backbone at its own length (a batch is accumulated over single forward passe
 zero-padded to 8 s: the wav2vec2-family conv encoder normalises over time, so padding would change
 the features, and training would then see different features from the ones the compressed
 backbone produces at evaluation (:mod:`serbench.embed` also embeds speech only). The backbone is
-called through :func:`serbench.backbones.stacked`, the function every exported artefact is built
-from, so an entry with ``normalize: true`` is trained on per-clip normalised audio exactly as it is
-evaluated. Uses a GPU when one is present.
+called through :func:`serbench.backbones.network` on its kind's frontend, what every exported
+artefact is built from, so an entry with ``normalize: true`` is trained on per-clip normalised audio
+(a Whisper encoder on its log-mel) exactly as it is evaluated. Uses a GPU when one is present.
 """
 from __future__ import annotations
 
@@ -71,33 +71,35 @@ class FinetuneResult:
                 "layer_weights": [float(w) for w in self.head.layer_weights().detach().cpu()]}
 
 
-def pooled_layers(net: torch.nn.Module, wave: torch.Tensor) -> torch.Tensor:
+def pooled_layers(net: torch.nn.Module, spec: dict, wave: np.ndarray, device=None) -> torch.Tensor:
     """(n_layers, dim): every hidden state for one waveform, mean over time.
 
-    ``net`` is the backbone as :func:`serbench.backbones.stacked` wraps it (normalisation included
-    when the entry asks for it), the same network the artefacts are exported from.
+    ``net`` is the backbone as :func:`serbench.backbones.network` wraps it (normalisation included
+    when the entry asks for it), fed what the entry's frontend ``spec`` makes of the waveform: the
+    same network, and the same input, as every artefact exported from it.
     """
-    return net(wave[None])[0].mean(dim=1)
+    inputs = backbones.torch_inputs(spec, [np.ascontiguousarray(wave)])
+    return net(*(x.to(device) if device is not None else x for x in inputs))[0].mean(dim=1)
 
 
-def freeze_feature_encoder(backbone: torch.nn.Module) -> None:
-    """Freeze the convolutional feature encoder (the paper keeps it fixed)."""
-    encoder = getattr(backbone, "feature_extractor", None)
-    if encoder is None:
-        raise TypeError(f"{type(backbone).__name__} has no conv feature_extractor to freeze")
-    for p in encoder.parameters():
-        p.requires_grad = False
+def freeze_feature_encoder(entry, backbone: torch.nn.Module) -> None:
+    """Freeze the convolutional front end the entry's kind declares (the paper keeps it fixed)."""
+    for module in backbones.kind(entry).feature_encoder(backbone):
+        for p in module.parameters():
+            p.requires_grad = False
 
 
 def finetune(backbone: torch.nn.Module, train_waves: list[np.ndarray], y_train, val_waves: list[np.ndarray],
              y_val, classes, config: FinetuneConfig = FinetuneConfig(), progress=None, *,
-             normalize: bool = False) -> FinetuneResult:
-    """Fine-tune ``backbone`` (a transformers wav2vec2/HuBERT model) with a fresh head.
+             entry) -> FinetuneResult:
+    """Fine-tune ``backbone`` (built from the model ``entry``: a wav2vec2-family network or a Whisper
+    encoder) with a fresh head.
 
     ``*_waves`` are preprocessed speech segments (16 kHz float32); test data is not an argument.
-    ``progress`` is an optional callable ``(epoch, record)`` for a progress display.
-    ``normalize`` is the model entry's ``normalize``: each clip is made zero-mean/unit-variance
-    before the backbone, in training and validation, as in every artefact built from the result.
+    ``progress`` is an optional callable ``(epoch, record)`` for a progress display. The entry's
+    kind says what the backbone is fed (its frontend, e.g. per-clip normalisation or Whisper's
+    log-mel) and what stays frozen, in training and validation, as in every artefact built from
+    the result.
     """
     c = config
     classes = list(classes)
@@ -109,19 +111,20 @@ def finetune(backbone: torch.nn.Module, train_waves: list[np.ndarray], y_train, 
     np_state = np.random.get_state()   # transformers' SpecAugment masking draws from numpy's global RNG
     np.random.seed(c.seed)
     try:
-        return _finetune(backbone, normalize, train_waves, yt, val_waves, yv, classes, c, device, rng, augment,
+        return _finetune(backbone, entry, train_waves, yt, val_waves, yv, classes, c, device, rng, augment,
                          progress)
     finally:
         np.random.set_state(np_state)
 
 
-def _finetune(backbone, normalize, train_waves, yt, val_waves, yv, classes, c, device, rng, augment, progress):
+def _finetune(backbone, entry, train_waves, yt, val_waves, yv, classes, c, device, rng, augment, progress):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(c.seed)
         backbone = backbone.to(device)
-        net = backbones.stacked(backbone, normalize)  # train()/eval() on it reach the backbone
+        net = backbones.network(entry, backbone)  # train()/eval() on it reach the backbone
+        spec = backbones.frontend(entry)
         if c.freeze_feature_encoder:
-            freeze_feature_encoder(backbone)
+            freeze_feature_encoder(entry, backbone)
         n_layers = backbone.config.num_hidden_layers + 1
         head = LayerWeightedProbe(n_layers, backbone.config.hidden_size, len(classes), c.hidden, c.dropout).to(device)
         params = [p for p in backbone.parameters() if p.requires_grad] + list(head.parameters())
@@ -143,14 +146,14 @@ def _finetune(backbone, normalize, train_waves, yt, val_waves, yv, classes, c, d
                 feats = []
                 for i in batch:
                     w = train_waves[i] if augment is None else augment(train_waves[i], rng)
-                    feats.append(pooled_layers(net, torch.from_numpy(np.ascontiguousarray(w)).to(device)))
+                    feats.append(pooled_layers(net, spec, w, device))
                 loss = loss_fn(head(torch.stack(feats)), torch.from_numpy(yt[batch]).to(device))
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
                 opt.step()
                 sched.step()
                 running += float(loss.detach()) * len(batch)
-            val_pred, val_loss = _evaluate(net, head, val_waves, yv, loss_fn, device)
+            val_pred, val_loss = _evaluate(net, spec, head, val_waves, yv, loss_fn, device)
             val_ua = metrics.ua(yv, val_pred, classes)
             record = {"epoch": epoch, "train_loss": running / len(order), "val_loss": val_loss,
                       "val_ua": val_ua, "lr": sched.get_last_lr()[0]}
@@ -165,12 +168,11 @@ def _finetune(backbone, normalize, train_waves, yt, val_waves, yv, classes, c, d
                           float(stopper.best[0]), c.to_dict(), device.type)
 
 
-def _evaluate(net, head, waves, y, loss_fn, device) -> tuple[np.ndarray, float]:
+def _evaluate(net, spec, head, waves, y, loss_fn, device) -> tuple[np.ndarray, float]:
     net.eval()
     head.eval()
     with torch.no_grad():
-        feats = torch.stack([pooled_layers(net, torch.from_numpy(np.ascontiguousarray(w)).to(device))
-                             for w in waves])
+        feats = torch.stack([pooled_layers(net, spec, w, device) for w in waves])
         logits = head(feats)
         loss = float(loss_fn(logits, torch.from_numpy(y).to(device)))
     return logits.argmax(dim=1).cpu().numpy(), loss

@@ -336,7 +336,7 @@ class Runner:
             backbone = (self.model, self.weights)
         else:
             ft = finetune(copy.deepcopy(self.model), self._waves(fold.train), yt, self._waves(fold.val), yv,
-                          self.classes, self._finetune_config(), normalize=self.entry.normalize,
+                          self.classes, self._finetune_config(), entry=self.entry,
                           progress=lambda e, r: self.log(f"fold {fold.index} epoch {e}: val UA {r['val_ua']:.3f}"))
             head, details = ft.head, ft.summary()
             hardware = {"finetune": provenance.hardware(ft.device)}

@@ -1,16 +1,21 @@
 """Fine-tuning mechanics on a tiny HuBERT: what trains, what stays frozen, what is selected on."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 from transformers import HubertConfig, HubertModel
 
+from serbench import registry
 from serbench.backbones import stacked
 from serbench.finetune import FinetuneConfig, finetune, pooled_layers
 from serbench.synth import voice
 
 CLASSES = ["angry", "sad"]
+TINY = registry.load_model("tiny")      # the entry whose architecture tiny_backbone() builds
+NORMALISED = dataclasses.replace(TINY, normalize=True)
 
 
 def tiny_backbone():
@@ -40,7 +45,7 @@ def test_finetune_trains_transformer_not_conv_and_selects_on_validation():
     seen = []
     res = finetune(backbone, tw, ty, vw, vy, CLASSES,
                    FinetuneConfig(epochs=3, batch_size=4, lr=1e-3, patience=6, augment=True, seed=0),
-                   progress=lambda epoch, rec: seen.append(epoch))
+                   progress=lambda epoch, rec: seen.append(epoch), entry=TINY)
     assert seen == [1, 2, 3] and len(res.history) == 3
     after = res.backbone.feature_extractor.state_dict()
     assert all(torch.equal(conv_before[k], after[k]) for k in conv_before)        # frozen
@@ -50,7 +55,7 @@ def test_finetune_trains_transformer_not_conv_and_selects_on_validation():
     assert res.best_epoch == best["epoch"] and res.best_val_ua == best["val_ua"]
     # the first step is in warm-up: the learning rate rises from 0, then decays (cosine)
     assert res.history[0]["lr"] > 0 and res.history[-1]["lr"] < 1e-3
-    feats = pooled_layers(stacked(res.backbone, False), torch.from_numpy(tw[0]))
+    feats = pooled_layers(stacked(res.backbone, False), {"name": "waveform"}, tw[0])
     assert feats.shape == (3, 32)
 
 
@@ -58,8 +63,8 @@ def test_finetune_is_seeded():
     tw, ty = clips(8, 1)
     vw, vy = clips(4, 2)
     cfg = FinetuneConfig(epochs=2, batch_size=4, lr=1e-3, seed=3)
-    a = finetune(tiny_backbone(), tw, ty, vw, vy, CLASSES, cfg)
-    b = finetune(tiny_backbone(), tw, ty, vw, vy, CLASSES, cfg)
+    a = finetune(tiny_backbone(), tw, ty, vw, vy, CLASSES, cfg, entry=TINY)
+    b = finetune(tiny_backbone(), tw, ty, vw, vy, CLASSES, cfg, entry=TINY)
     assert [r["train_loss"] for r in a.history] == [r["train_loss"] for r in b.history]
 
 
@@ -73,7 +78,7 @@ def test_finetune_feeds_the_backbone_normalised_input_when_the_entry_says_so():
     seen = []
     backbone.register_forward_pre_hook(lambda mod, args: seen.append((mod.training, args[0].detach().clone())))
     finetune(backbone, tw, ty, vw, vy, CLASSES, FinetuneConfig(epochs=1, batch_size=2, augment=False, seed=0),
-             normalize=True)
+             entry=NORMALISED)
     assert {training for training, _ in seen} == {True, False} and len(seen) == 6
     for _, x in seen:
         assert abs(float(x.mean())) < 1e-4 and abs(float(x.std(unbiased=False)) - 1.0) < 1e-3
@@ -83,8 +88,8 @@ def test_finetune_with_normalize_is_invariant_to_input_scale():
     tw, ty = clips(4, 1)
     vw, vy = clips(2, 2)
     cfg = FinetuneConfig(epochs=2, batch_size=2, augment=False, seed=0)
-    a = finetune(tiny_backbone(), tw, ty, vw, vy, CLASSES, cfg, normalize=True)
-    b = finetune(tiny_backbone(), [4.0 * w for w in tw], ty, [4.0 * w for w in vw], vy, CLASSES, cfg, normalize=True)
+    a = finetune(tiny_backbone(), tw, ty, vw, vy, CLASSES, cfg, entry=NORMALISED)
+    b = finetune(tiny_backbone(), [4.0 * w for w in tw], ty, [4.0 * w for w in vw], vy, CLASSES, cfg, entry=NORMALISED)
     for ra, rb in zip(a.history, b.history):
         assert ra["train_loss"] == pytest.approx(rb["train_loss"], rel=1e-4)
         assert ra["val_loss"] == pytest.approx(rb["val_loss"], rel=1e-4)

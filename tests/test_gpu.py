@@ -28,7 +28,7 @@ def test_finetune_runs_on_the_gpu_and_records_it():
     (wt, yt), (wv, yv) = _waves(8, 0), _waves(4, 1)
     classes = ["a", "b"]
     res = finetune(net, wt, [classes[i] for i in yt], wv, [classes[i] for i in yv], classes,
-                   FinetuneConfig(epochs=1, batch_size=4, augment=False), normalize=entry.normalize)
+                   FinetuneConfig(epochs=1, batch_size=4, augment=False), entry=entry)
     assert res.device == "cuda"
     assert next(res.backbone.parameters()).device.type == "cpu"     # handed back on the CPU
     hw = provenance.hardware(res.device)

@@ -384,5 +384,5 @@ def test_export_keeps_matmulnbits_and_equals_artefact_plus_head(run_id, monkeypa
     with store.Store() as db:
         head, _ = select.load_head(select.heads_path(db, rid, 0))
     sess = runtime.session(out / runtime.MODEL_FILE, 1)
-    got = np.stack([sess.run([runtime.OUTPUT_NAME], {runtime.INPUT_NAME: w[None]})[0][0] for w in waves])
+    got = np.stack([sess.run([runtime.OUTPUT_NAME], runtime.graph_inputs(w, None))[0][0] for w in waves])
     np.testing.assert_allclose(got, graph.reference_probabilities(art, head, waves), atol=1e-5)

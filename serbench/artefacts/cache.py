@@ -28,6 +28,7 @@ from serbench.artefacts.methods import Method, find
 from serbench.entries import ModelEntry, RecipeEntry
 from serbench.errors import SerbenchError
 from serbench.provenance import package_versions
+from serbench.runtime import features
 
 FORMAT_VERSION = 2  # 2: the first conv block exported folded (serbench.artefacts.first_conv)
 # the libraries whose versions change an artefact's bytes: recorded in its metadata, part of its cache key
@@ -59,6 +60,12 @@ class Artefact:
         """The compression method that built it, as its recorded recipe names it."""
         recipe = self.provenance.get("recipe_entry", {})
         return find(recipe.get("backend"), recipe.get("method"))
+
+    @property
+    def frontend(self) -> dict:
+        """What its graph is fed (:mod:`serbench.runtime.features`); artefacts built before the
+        model kinds declared it are all waveform-fed."""
+        return self.provenance.get("frontend") or dict(features.WAVEFORM)
 
 
 def wave_id(wave: np.ndarray) -> str:
@@ -198,6 +205,7 @@ def build(model_entry: ModelEntry, recipe: RecipeEntry, weights="hub",
                 "size_mb": round(folder_size_mb(tmp), 3), "files": inventory(tmp),
                 "provenance": {"key": key, "weights": prov,
                                "model_entry": model_entry.content, "recipe_entry": recipe.content,
+                               "frontend": backbones.frontend(model_entry),
                                "calibration_ids": ids, "versions": package_versions(LIBRARIES), **extra}}
         (tmp / META).write_text(json.dumps(meta, indent=2, default=str))
     return load(final)

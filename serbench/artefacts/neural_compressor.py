@@ -20,6 +20,7 @@ from serbench import backbones, provenance, runtime
 from serbench.artefacts.cache import Artefact, fit
 from serbench.artefacts.methods import MAX_CALIBRATION_CLIPS, Method, register
 from serbench.errors import SerbenchError
+from serbench.runtime import features
 from serbench.schema import Field, positive
 
 
@@ -122,29 +123,35 @@ def _static(model_entry, recipe, model, clips, out: Path):
     opts = dict(recipe.options)
     n = int(round(float(opts.pop("clip_seconds", 8.0)) * model_entry.sample_rate))
     opts.pop("max_calibration_clips", None)
-    fixed = [torch.from_numpy(fit(c, n))[None] for c in clips]
-    net = backbones.stacked(_conv1d_as_conv2d(model), model_entry.normalize)
+    spec = backbones.frontend(model_entry)
+    if spec.get("positions") == "pad":
+        raise SerbenchError(f"recipe {recipe.name!r} ({recipe.path}) cannot build {model_entry.name!r}: its Whisper "
+                            "positions are 'pad', whose graph keeps the frames holding audio by a count that PT2E "
+                            "capture cannot hold fixed; use an entry with positions: cut")
+    fixed = [backbones.torch_inputs(spec, [fit(c, n)]) for c in clips]
+    net = backbones.network(model_entry, _conv1d_as_conv2d(model))
     try:
-        graph = export(net, (fixed[0],))
+        graph = export(net, fixed[0])
         prepared = prepare(graph, StaticQuantConfig(**opts))
         with torch.no_grad():
             for clip in fixed:
-                prepared(clip)
+                prepared(*clip)
         quantized = convert(prepared)
         _fold_weights(quantized)
         qconfig = {str(k): v.to_dict() for k, v in getattr(quantized, "qconfig", {}).items()}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.export.save(torch.export.export(quantized, (fixed[0],)), str(out / "model.pt2"))
+            torch.export.save(torch.export.export(quantized, fixed[0]), str(out / "model.pt2"))
     except SerbenchError:
         raise
     except Exception as exc:  # noqa: BLE001 - report the library's failure honestly, with its cause
         raise SerbenchError(f"recipe {recipe.name!r}: neural-compressor failed on {model_entry.name!r}: "
                             f"{type(exc).__name__}: {exc}") from exc
-    # the conv geometry of the model actually built: the entry's YAML may leave it to the class defaults
-    cfg = model.config
-    return "model.pt2", {"clip_samples": n, "conv_kernel": [int(k) for k in cfg.conv_kernel],
-                         "conv_stride": [int(s) for s in cfg.conv_stride], "inc_qconfig": qconfig}
+    extra = {"clip_samples": n, "inc_qconfig": qconfig}
+    if spec["name"] == "waveform":  # the frames a window yields follow from the conv geometry
+        cfg = model.config  # of the model actually built: the entry's YAML may leave it to the class defaults
+        extra.update(conv_kernel=[int(k) for k in cfg.conv_kernel], conv_stride=[int(s) for s in cfg.conv_stride])
+    return "model.pt2", extra
 
 
 #: the least agreement (worst layer's mean frame cosine, centred) between the compiled int8 kernels
@@ -189,12 +196,13 @@ class IncEncoder:
         self.threads = threads or runtime.default_threads()
         torch.set_num_threads(self.threads)
         prov = artefact.provenance
-        self.n, self.kernel, self.stride = prov["clip_samples"], prov["conv_kernel"], prov["conv_stride"]
+        self.n, self.kernel, self.stride = prov["clip_samples"], prov.get("conv_kernel"), prov.get("conv_stride")
+        self.spec = artefact.frontend
         self.sample_rate = prov.get("model_entry", {}).get("sample_rate", 16_000)
         self._program = artefact.path / artefact.file
         probe = self._check_clip()
         with torch.no_grad():
-            want = self._load()(probe)[0].numpy()
+            want = self._load()(*probe)[0].numpy()
         self.compiled = self._compile(freezing=True)
         int8 = agreement(want, self._run(probe))
         self.kernel_check = {"int8_agreement": round(int8, 5), "threshold": KERNEL_AGREEMENT}
@@ -219,7 +227,11 @@ class IncEncoder:
         from serbench.synth.voice import probe_clips
 
         clip = probe_clips(1, seed=2024, seconds=self.n / self.sample_rate, sr=self.sample_rate)[0]
-        return torch.from_numpy(fit(clip, self.n))[None]
+        return self._inputs(clip)
+
+    def _inputs(self, wave: np.ndarray) -> tuple:
+        """The graph's inputs for one waveform at the fixed length it was captured at."""
+        return backbones.torch_inputs(self.spec, [fit(wave, self.n)])
 
     def _load(self):
         import torch
@@ -235,16 +247,19 @@ class IncEncoder:
         compiled = torch.compile(self._load())
         with warnings.catch_warnings(), inductor_config.patch(freezing=freezing), torch.no_grad():
             warnings.simplefilter("ignore")
-            compiled(torch.zeros(1, self.n))  # compiles now (with freezing: the int8 kernels)
+            compiled(*self._inputs(np.zeros(self.n, np.float32)))  # compiles now (freezing: the int8 kernels)
         return compiled
 
-    def _run(self, batch) -> np.ndarray:
+    def _run(self, inputs: tuple) -> np.ndarray:
         import torch
 
         with torch.no_grad():
-            return self.compiled(batch)[0].numpy()
+            return self.compiled(*inputs)[0].numpy()
 
     def frames(self, samples: int) -> int:
+        """Output frames that cover ``samples`` of audio."""
+        if self.kernel is None:   # a log-mel frontend (serbench.runtime.features)
+            return features.encoder_frames(samples, int(self.spec["hop_length"]))
         for k, s in zip(self.kernel, self.stride):
             samples = (samples - k) // s + 1
         return max(samples, 1)
@@ -254,8 +269,7 @@ class IncEncoder:
 
         torch.set_num_threads(self.threads)
         with torch.no_grad():
-            return np.stack([self.compiled(torch.from_numpy(fit(w, self.n))[None])[0].numpy()
-                             for w in np.asarray(batch, dtype=np.float32)])
+            return np.stack([self.compiled(*self._inputs(w))[0].numpy() for w in np.asarray(batch, dtype=np.float32)])
 
     def embed(self, wave: np.ndarray) -> np.ndarray:
         wave = backbones.check_wave(wave, self.sample_rate)

@@ -4,8 +4,9 @@ Its methods: ``fp32`` (the plain export: the uncompressed reference every other 
 compared with), ``fp16`` (onnxruntime's float16 converter), ``dynamic`` and ``static`` int8
 (``onnxruntime.quantization``). Each is registered at the bottom of this module with the recipe
 options it understands, beside the function that builds it. Every artefact is one ONNX graph,
-waveform in and all hidden states stacked out, opened by :class:`OrtEncoder` (pooling is a plain
-mean over frames). onnxruntime, onnx and torch are imported inside the functions that use them:
+the model kind's input in (the waveform, or Whisper's log-mel: :mod:`serbench.runtime.features`)
+and all hidden states stacked out, opened by :class:`OrtEncoder` (pooling is a plain mean over
+frames: a graph fed padding keeps only the frames holding audio). onnxruntime, onnx and torch are imported inside the functions that use them:
 the registry reads this module's declarations to validate recipe files, and must stay fast.
 """
 from __future__ import annotations
@@ -23,9 +24,10 @@ from serbench.artefacts.cache import Artefact, fit
 from serbench.artefacts.methods import MAX_CALIBRATION_CLIPS, Method, register
 from serbench.entries import ModelEntry, RecipeEntry
 from serbench.errors import SerbenchError
+from serbench.runtime import features
 from serbench.schema import Field, within
 
-ONNX_INPUT, ONNX_OUTPUT = "input_values", "hidden_states"
+ONNX_OUTPUT = "hidden_states"  # the inputs are the model kind's (serbench.runtime.features)
 # Option values are names that the methods look up in onnxruntime.quantization's QuantType /
 # QuantFormat / CalibrationMethod enums (QuantType[...]), so a misspelt name (QUint8) must fail when
 # the recipe is loaded, not as a KeyError in the middle of `bench`. Only the 8-bit QuantTypes: the
@@ -36,20 +38,20 @@ CALIBRATE_METHODS = ("MinMax", "Entropy", "Percentile", "Distribution")
 
 
 def export_onnx(model_entry: ModelEntry, model, out: Path, opset: int = 17) -> None:
-    """fp32 ONNX with dynamic batch and time axes and one stacked all-hidden-states output.
+    """fp32 ONNX of the kind's network (:func:`serbench.backbones.network`), its inputs the kind's
+    frontend declares, with dynamic batch and time axes and one stacked all-hidden-states output.
 
-    The TorchScript exporter is used: the dynamo exporter needs onnxscript, and this graph (conv
-    stack + transformer) traces without data-dependent control flow.
+    The TorchScript exporter is used: the dynamo exporter needs onnxscript, and these graphs (conv
+    stack + transformer) trace without data-dependent control flow.
     """
     import torch
 
-    net = backbones.stacked(model, model_entry.normalize)
-    dummy = torch.zeros(1, model_entry.sample_rate, dtype=torch.float32)
+    net = backbones.network(model_entry, model)
+    names, dummy, axes = backbones.export_spec(model_entry, model)
     with first_conv.folded(model), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(net, (dummy,), str(out), input_names=[ONNX_INPUT], output_names=[ONNX_OUTPUT],
-                          dynamic_axes={ONNX_INPUT: {0: "batch", 1: "samples"},
-                                        ONNX_OUTPUT: {0: "batch", 2: "frames"}},
+        torch.onnx.export(net, dummy, str(out), input_names=names, output_names=[ONNX_OUTPUT],
+                          dynamic_axes={**axes, ONNX_OUTPUT: {0: "batch", 2: "frames"}},
                           opset_version=opset, do_constant_folding=True, dynamo=False)
 
 
@@ -155,15 +157,18 @@ def static_int8(model_entry, recipe, pre: Path, clips, out: Path) -> None:
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
                                           QuantType, quantize_static)
 
+    spec = backbones.frontend(model_entry)
+
     class Reader(CalibrationDataReader):
-        """Feeds the calibration clips one at a time (batch 1, their own length)."""
+        """Feeds the calibration clips one at a time (batch 1, their own length), through the
+        model kind's frontend."""
 
         def __init__(self):
             self.it = iter(clips)
 
         def get_next(self):
             clip = next(self.it, None)
-            return None if clip is None else {ONNX_INPUT: clip[None]}
+            return None if clip is None else features.graph_inputs(clip, spec)
 
     opts = recipe.options
     if opts.get("calibrate_method", "MinMax") != "MinMax" and clips:
@@ -200,10 +205,12 @@ class OrtEncoder:
         self.device = "cuda" if artefact.method.gpu and runtime.cuda_available() else "cpu"
         self.session = runtime.session(artefact.path / artefact.file, self.threads, cuda=self.device == "cuda")
         self.sample_rate = artefact.provenance.get("model_entry", {}).get("sample_rate", 16_000)
+        self.spec = artefact.frontend
 
     def forward(self, batch: np.ndarray) -> np.ndarray:
-        """(batch, samples) -> (batch, layers, frames, dim)."""
-        return self.session.run([ONNX_OUTPUT], {ONNX_INPUT: np.asarray(batch, dtype=np.float32)})[0]
+        """(batch, samples) -> (batch, layers, frames, dim), equal-length waveforms."""
+        return self.session.run([ONNX_OUTPUT], features.batch_inputs(np.asarray(batch, dtype=np.float32),
+                                                                     self.spec))[0]
 
     def embed(self, wave: np.ndarray) -> np.ndarray:
         wave = backbones.check_wave(wave, self.sample_rate)

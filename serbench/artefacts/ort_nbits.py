@@ -47,9 +47,11 @@ from pathlib import Path
 
 import numpy as np
 
+from serbench import backbones
 from serbench.artefacts.methods import Method, find, register
 from serbench.artefacts.onnxruntime import OrtEncoder, _preprocessed, matched, static_int8
 from serbench.errors import SerbenchError
+from serbench.runtime import features
 from serbench.schema import Field, positive
 
 # the static method's options that mean something for convolutions only: the op list is this
@@ -105,12 +107,12 @@ def weight_matmuls(graph) -> list[str]:
     return [n.name for n in graph.node if n.op_type == "MatMul" and len(n.input) > 1 and n.input[1] in weights]
 
 
-def _gptq(model, bits_of: dict, clips, damp: float = 0.01) -> None:
+def _gptq(model, bits_of: dict, clips, spec: dict, damp: float = 0.01) -> None:
     """GPTQ (Frantar et al. 2022) on the weight MatMuls ``bits_of`` names ({name: (bits, block)}):
     each weight row (input dimension) is rounded in turn to MatMulNBits' asymmetric grid (scale
     and zero point per ``block`` rows of a column, fixed when its block starts) and the rounding
     error is moved onto the rows not yet rounded, weighted by the inverse Hessian ``X^T X`` of the
-    MatMul's input over the calibration clips. The weights are left dequantized, on the grid that
+    MatMul's input over the calibration clips (fed through the model kind's frontend ``spec``). The weights are left dequantized, on the grid that
     MatMulNBitsQuantizer's round-to-nearest then finds again wherever the block's values reach
     both ends of that grid (elsewhere it re-rounds them by less than a step: module docstring)."""
     import onnx
@@ -124,7 +126,7 @@ def _gptq(model, bits_of: dict, clips, damp: float = 0.01) -> None:
     sess = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
     hessian = {n.name: 0.0 for n in nodes}
     for clip in clips:
-        feed = {sess.get_inputs()[0].name: np.asarray(clip, dtype=np.float32)[None]}
+        feed = features.graph_inputs(clip, spec)
         for n, x in zip(nodes, sess.run([n.input[0] for n in nodes], feed)):
             x = x.reshape(-1, x.shape[-1]).astype(np.float64)
             hessian[n.name] = hessian[n.name] + x.T @ x
@@ -247,7 +249,8 @@ def _build(model_entry, recipe, model, clips, out: Path):
             raise SerbenchError(f"recipe {recipe.name!r} ({recipe.path}): gptq needs calibration: true and "
                                 "symmetric: false (it rounds to the asymmetric grid)")
         _gptq(graph, {n: (8, opts.get("block_size_8bit", 128)) if n in eight else
-                      (opts.get("bits", 4), opts.get("block_size", 128)) for n in names if n not in keep}, clips)
+                      (opts.get("bits", 4), opts.get("block_size", 128)) for n in names if n not in keep}, clips,
+              backbones.frontend(model_entry))
     if eight:
         graph = _nbits(graph, 8, opts.get("block_size_8bit", 128), opts, [n for n in names if n not in eight])
     bits = opts.get("bits", 4)

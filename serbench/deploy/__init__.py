@@ -57,7 +57,7 @@ def export(run_id: int, out: str | Path, recipe: str | None = None, fold: int = 
                             "Heads are kept per run id under $SERBENCH_HOME/runs/")
     n_layers, dim = heads.shape(head)
     preprocess = {**cfg["preprocess"], "min_samples": embed.MIN_SAMPLES, "trim_frame_length": 2048,
-                  "trim_hop_length": 512}
+                  "trim_hop_length": 512, "frontend": art.frontend}
 
     # written into a temporary folder beside OUT and renamed into place (serbench.atomic.folder): a
     # failure (disk full, read-only, a refusal) leaves OUT as it was and no temporary behind
@@ -76,7 +76,7 @@ def export(run_id: int, out: str | Path, recipe: str | None = None, fold: int = 
         log(f"verified: max |p_export - p_reference| = {verified['max_abs_diff']:.2e} on {verified['clips']} clips")
         vad_card = write_runtime_files(tmp, classes, preprocess,
                                        label_maps={n: d.get("label_map") for n, d in cfg["data"].items()}, log=log)
-        lat = graph.latency(tmp / runtime.MODEL_FILE) if measure_latency else None
+        lat = graph.latency(tmp / runtime.MODEL_FILE, art.frontend) if measure_latency else None
         doc = card.model_card(what, run, art, cfg, classes, preprocess, verified, lat, vad_card, measured_values,
                               size_mb=(tmp / runtime.MODEL_FILE).stat().st_size / 1e6, head=head)
         (tmp / "model_card.json").write_text(json.dumps(doc, indent=2, default=str))

@@ -52,7 +52,7 @@ def model_card(what, run, art, cfg, classes, preprocess, verified, lat, vad_card
         "backbone_artefact": {"path": str(art.path), "format": art.format, "recipe": art.recipe,
                               "key": art.provenance.get("key"),
                               "calibration_clips": len(art.provenance.get("calibration_ids") or [])},
-        "graph": {"input": f"{runtime.INPUT_NAME}: float32 (batch, samples), 16 kHz mono, preprocessed",
+        "graph": {"input": runtime.features.describe(art.frontend),
                   "output": f"{runtime.OUTPUT_NAME}: float32 (batch, {len(classes)}), softmax over classes",
                   "head": f"mean over frames -> {head_name(cfg)} head ({type(head).__name__}) -> softmax"},
         "verification": verified,

@@ -1,7 +1,8 @@
 """The one ONNX graph of a model folder, the proof that it is the evaluated model, and its speed.
 
-``model.onnx`` is waveform ``input_values`` (batch, samples) float32 16 kHz -> ``probabilities``
-(batch, classes): the run's compressed backbone artefact exactly as evaluated (a QDQ int8 graph
+``model.onnx`` is the backbone's input (the 16 kHz waveform ``input_values`` (batch, samples), or
+a Whisper encoder's log-mel ``input_features``: :mod:`serbench.runtime.features`, which the model
+folder's runtime computes from the waveform) -> ``probabilities`` (batch, classes): the run's compressed backbone artefact exactly as evaluated (a QDQ int8 graph
 stays int8) merged (``onnx.compose.merge_models``) with the fold's trained head exported from torch
 (mean over frames -> the fitted head module -> softmax). One graph, so a deployment needs
 onnxruntime alone and cannot pair a backbone with the wrong head.
@@ -143,7 +144,8 @@ def verify(model_path: Path, artefact: Artefact, head, preprocess: dict) -> dict
     waves = verification_waves(preprocess)
     ref = reference_probabilities(artefact, head, waves)
     sess = runtime.session(model_path, 1)
-    got = np.stack([sess.run([runtime.OUTPUT_NAME], {runtime.INPUT_NAME: w[None]})[0][0] for w in waves])
+    got = np.stack([sess.run([runtime.OUTPUT_NAME], runtime.graph_inputs(w, preprocess.get("frontend")))[0][0]
+                    for w in waves])
     diff = float(np.max(np.abs(got - ref)))
     if not diff <= VERIFY_TOLERANCE:
         raise SerbenchError(f"the merged graph's probabilities differ from backbone artefact + head by {diff:.2e} "
@@ -153,18 +155,20 @@ def verify(model_path: Path, artefact: Artefact, head, preprocess: dict) -> dict
             "reference": "backbone artefact in onnxruntime + trained torch head"}
 
 
-def latency(model_path: Path, seconds: float = 8.0, threads: int | None = None, repeats: int = 7) -> dict:
-    """Median wall time of one ``seconds`` window through the exported graph (after a warm-up)."""
+def latency(model_path: Path, frontend: dict | None, seconds: float = 8.0, threads: int | None = None,
+            repeats: int = 7) -> dict:
+    """Median wall time of one ``seconds`` window through the exported graph (after a warm-up), fed
+    through its ``frontend`` (:mod:`serbench.runtime.features`), whose time it includes."""
     import onnxruntime as ort
 
     threads = threads or runtime.default_threads()
     sess = runtime.session(model_path, threads)
-    x = np.random.default_rng(0).normal(0, 0.1, (1, int(seconds * runtime.SAMPLE_RATE))).astype(np.float32)
-    sess.run(None, {runtime.INPUT_NAME: x})
+    x = np.random.default_rng(0).normal(0, 0.1, int(seconds * runtime.SAMPLE_RATE)).astype(np.float32)
+    sess.run(None, runtime.graph_inputs(x, frontend))
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
-        sess.run(None, {runtime.INPUT_NAME: x})
+        sess.run(None, runtime.graph_inputs(x, frontend))
         times.append(time.perf_counter() - t)
     return {"window_s": seconds, "p50_ms": round(1000 * float(np.median(times)), 2),
             "min_ms": round(1000 * float(np.min(times)), 2), "repeats": repeats, "threads": threads,

@@ -29,9 +29,10 @@ One module per stage of the pipeline, one bounded-memory pass over the file:
   soon as it is certain, so neither a long silence nor a long stretch of speech is held in memory.
 * ``windows``: the speech (non-speech cut out) is cut into ``window`` s windows every ``hop`` s
   (:func:`plan_windows`); a last, partial window is kept when it holds at least ``min_speech`` s.
-* ``preprocess`` + ``model``: each window gets the model's training preprocessing (trim 20 dB
-  below the loudest frame, pre-emphasis, peak-normalise), its speech part is embedded (padding
-  left out, as serbench embeds during evaluation), and the exported graph gives probabilities.
+* ``preprocess`` + ``features`` + ``model``: each window gets the model's training preprocessing
+  (trim 20 dB below the loudest frame, pre-emphasis, peak-normalise), its speech part is embedded
+  (padding left out, as serbench embeds during evaluation) through the backbone's input frontend
+  (the waveform itself, or Whisper's log-mel), and the exported graph gives probabilities.
 * ``note``: probabilities averaged over windows (the paper's temporal pooling) give the note's
   emotion; the per-window timeline keeps each window's time range in the *original* file.
 * ``cli``: the command line of both ``serbench infer`` and the folder's ``infer.py``.
@@ -50,9 +51,10 @@ TELEMETRY_LATCHED_ON = "onnxruntime" in _sys.modules and "ORT_DISABLE_TELEMETRY"
 _os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 from .note import Options, Stats, analyse, analyse_files, format_text
-from .base import (ENTRY_FILE, INPUT_NAME, LABELS_FILE, MODEL_FILE, OUTPUT_NAME, PACKAGE_DIR, PREPROCESS_FILE,
+from .base import (ENTRY_FILE, LABELS_FILE, MODEL_FILE, OUTPUT_NAME, PACKAGE_DIR, PREPROCESS_FILE,
                    SAMPLE_RATE, VAD_FILE, InferError)
 from .checks import CLIP_MAX_SECONDS, MAX_RATE, MIN_RATE, SILENCE_DBFS, Level, header_problem, is_silent
+from .features import graph_inputs, input_names
 from .model import EmotionModel, cuda_available, default_threads, session, using_threads
 from .preprocess import model_input, preprocess, trim_interval
 from .reader import AudioInfo, open_audio, read_blocks
@@ -60,10 +62,10 @@ from .resample import PolyphaseResampler, Resampler
 from .vad import SileroVad, SpeechSegmenter, VadStream, find_vad_model, installed_vad_model, speech_timestamps
 from .windows import Windower, plan_windows
 
-__all__ = ["AudioInfo", "CLIP_MAX_SECONDS", "ENTRY_FILE", "EmotionModel", "INPUT_NAME", "InferError", "LABELS_FILE",
+__all__ = ["AudioInfo", "CLIP_MAX_SECONDS", "ENTRY_FILE", "EmotionModel", "InferError", "LABELS_FILE",
            "Level", "MAX_RATE", "MIN_RATE", "MODEL_FILE", "OUTPUT_NAME", "Options", "PACKAGE_DIR", "PREPROCESS_FILE",
            "PolyphaseResampler", "Resampler", "SAMPLE_RATE", "SILENCE_DBFS", "SileroVad", "SpeechSegmenter", "Stats",
            "VAD_FILE", "VadStream", "Windower", "analyse", "analyse_files", "cuda_available", "default_threads",
-           "find_vad_model", "format_text", "header_problem", "installed_vad_model", "is_silent", "model_input",
+           "find_vad_model", "format_text", "graph_inputs", "header_problem", "input_names", "installed_vad_model", "is_silent", "model_input",
            "open_audio", "plan_windows", "preprocess", "read_blocks", "session", "speech_timestamps",
            "trim_interval", "using_threads"]

@@ -1,5 +1,5 @@
 """What every runtime module shares: the model folder's file names, the graph's input and output
-names, the sample rate, and the one error type.
+output name, the sample rate, and the one error type.
 
 Inside serbench the error is a :class:`serbench.errors.SerbenchError`, so the CLI prints it without a
 traceback; in an exported model folder serbench is not installed and it is a plain exception.
@@ -18,7 +18,7 @@ PREPROCESS_FILE = "preprocess.json"
 VAD_FILE = "vad/silero_vad_16k_sequence.onnx"
 ENTRY_FILE = "infer.py"                  # the folder's command line
 PACKAGE_DIR = "serbench_runtime"         # the copy of this package beside it
-INPUT_NAME, OUTPUT_NAME = "input_values", "probabilities"
+OUTPUT_NAME = "probabilities"  # the inputs are the backbone's: features.input_names
 
 
 class InferError(_ErrorBase):

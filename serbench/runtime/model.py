@@ -12,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import (INPUT_NAME, LABELS_FILE, MODEL_FILE, OUTPUT_NAME, PREPROCESS_FILE, SAMPLE_RATE,
+from .base import (LABELS_FILE, MODEL_FILE, OUTPUT_NAME, PREPROCESS_FILE, SAMPLE_RATE,
                    InferError)
+from .features import graph_inputs
 from .preprocess import model_input
 
 
@@ -83,8 +84,8 @@ def session(path, threads: int, cuda: bool = False):
 
 
 class EmotionModel:
-    """An exported model folder: one ONNX graph (waveform -> class probabilities), its labels and
-    its preprocessing settings."""
+    """An exported model folder: one ONNX graph (the backbone's input -> class probabilities), its
+    labels and its preprocessing settings (the input frontend among them)."""
 
     def __init__(self, model_dir: str | os.PathLike, threads: int | None = None):
         self.dir = Path(model_dir)
@@ -122,4 +123,5 @@ class EmotionModel:
     def probabilities(self, window: np.ndarray) -> np.ndarray:
         """One window of raw 16 kHz audio -> class probabilities (the training preprocessing applied)."""
         x = model_input(window, self.preprocess)
-        return self.session.run([OUTPUT_NAME], {INPUT_NAME: x[None]})[0][0].astype(np.float64)
+        feeds = graph_inputs(x, self.preprocess.get("frontend"))   # absent in folders exported before it: waveform
+        return self.session.run([OUTPUT_NAME], feeds)[0][0].astype(np.float64)
