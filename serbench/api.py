@@ -130,7 +130,8 @@ def _title(runner) -> str:
 
     maps = ", ".join(f"{c}: {m}" for c, m in runner.label_maps.items())
     synthetic = all(s.synthetic for s in runner.sources.values())
-    return (f"{runner.entry.name} on {runner.protocol.name} ({runner.spec.mode}, head {runner.head_name}; "
+    positions = f" (Whisper positions {runner.entry.positions})" if runner.entry.positions else ""
+    return (f"{runner.entry.name}{positions} on {runner.protocol.name} ({runner.spec.mode}, head {runner.head_name}; "
             f"labels {maps}; seed {runner.seed}); weights: {backbones.describe(runner.weights)}"
             + ("; DATA: SYNTHETIC" if synthetic else ""))
 

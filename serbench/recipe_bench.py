@@ -96,7 +96,7 @@ def bench(model: str, recipes: list[str], weights: str = "hub", *, runs: int = 2
             row["memory"] = measure.peak_rss(targets[name], threads)
         row["flags"] = measure.flags(lat["p50_ms"], base["p50_ms"], row["fidelity"]["centered_cosine"],
                                      min_fidelity, slower_tolerance) + measure.kernel_flags(enc)
-    return {"model": entry.name, "weights": prov, "weights_label": backbones.describe(prov),
+    return {"model": entry.name, "positions": entry.positions, "weights": prov, "weights_label": backbones.describe(prov),
             "random_weights": backbones.is_random(prov), "threads": threads, "machine": measure.machine(),
             "clip_seconds": measure.CLIP_SECONDS, "batch": 1, "min_fidelity": min_fidelity,
             "reference": ref.name,

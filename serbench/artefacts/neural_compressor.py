@@ -222,7 +222,6 @@ class IncEncoder:
         self.kernels = "reference (the int8 kernels failed the check on this CPU)"
 
     def _check_clip(self):
-        import torch
 
         from serbench.synth.voice import probe_clips
 

@@ -23,7 +23,8 @@ def register(sub) -> None:
 
 def _model_row(e: ModelEntry) -> dict:
     return {"name": e.name, "kind": e.kind, "class": e.model_class or "-", "source": backbones.source(e),
-            "params": e.params, "dim": e.dim, "normalize": e.normalize, "licence": e.licence,
+            "params": e.params, "dim": e.dim, "normalize": e.normalize, "positions": e.positions,
+            "licence": e.licence,
             "description": e.description, "file": str(e.path)}
 
 
