@@ -18,10 +18,12 @@ feeds the graph in serbench and in a standalone folder:
   ``audio_frames``, the number of encoder frames that hold audio, which the graph keeps (so
   pooling never averages the padding).
 
-The log-mel is a numpy step here rather than ONNX ops in the graph (``benchmarks/logmel.py``
-measures both against the extractor): a compression recipe then sees the encoder alone. Inside a
-graph, the filterbank's MatMul and the power spectrum are what int8 recipes quantise, and a power
-spectrum spans ten decades that one 8-bit scale cannot hold.
+The log-mel is a numpy step here rather than ONNX ops in the graph. ``benchmarks/logmel.py``
+measured both against the extractor on 40 real RAVDESS clips (AMD EPYC, one thread): numpy within
+3.6e-5 of it at 1.2 ms a clip; the same arithmetic as ONNX ops (``STFT``, opset 17) within 4.6e-3
+at 19.8 ms, about as long as the whole cut tiny.en encoder takes, and after the fp16 recipe's
+converter 0.69 off (a power spectrum does not fit float16). So the graph holds the encoder alone
+and every recipe compresses only that.
 """
 from __future__ import annotations
 
