@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections import Counter
 
 import numpy as np
@@ -13,6 +11,7 @@ import pytest
 import soundfile as sf
 import soxr
 
+from _standalone import standalone_infer
 from serbench import deploy, runtime, store
 from serbench.artefacts import cache
 from serbench.deploy import graph, select
@@ -170,12 +169,7 @@ def test_cli_export_then_standalone_infer_without_torch(shared_home, runs, tmp_p
     sf.write(tmp_path / "note.wav", np.stack([x, x], axis=1), 44100)
     sf.write(tmp_path / "quiet.wav", np.zeros(SR * 3, np.float32), SR)
     # the folder's own infer.py, with torch, librosa, scipy, soxr and serbench unimportable
-    blocked = ["torch", "librosa", "scipy", "soxr", "serbench", "silero_vad", "transformers", "sklearn"]
-    code = ("import sys, runpy\n"
-            f"for m in {blocked!r}: sys.modules[m] = None\n"
-            f"sys.argv = ['infer.py', {str(tmp_path / 'note.wav')!r}, {str(tmp_path / 'quiet.wav')!r}, '--json']\n"
-            f"runpy.run_path({str(out / 'infer.py')!r}, run_name='__main__')\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    proc = standalone_infer(out, [str(tmp_path / "note.wav"), str(tmp_path / "quiet.wav"), "--json"])
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     note, quiet = doc["results"]

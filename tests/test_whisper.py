@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -14,6 +12,7 @@ import torch
 from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
 
 from _models import WHISPER_CONFIG, clips, save_tiny_whisper, whisper_entry_data, write_entry
+from _standalone import standalone_infer
 from serbench import backbones, registry, runtime
 from serbench.artefacts import cache
 from serbench.artefacts.encoders import open_encoder
@@ -181,12 +180,7 @@ def test_run_export_and_standalone_infer_without_torch(reg, tmp_path, capsys):
     y = np.concatenate([voice.utterance(spk, "angry", 3.0, rng), rng.normal(0, 0.002, SR).astype(np.float32),
                         voice.utterance(spk, "angry", 2.5, rng)])
     sf.write(tmp_path / "note.wav", y, SR)
-    blocked = ["torch", "librosa", "scipy", "soxr", "serbench", "silero_vad", "transformers", "sklearn"]
-    code = ("import sys, runpy\n"
-            f"for m in {blocked!r}: sys.modules[m] = None\n"
-            f"sys.argv = ['infer.py', {str(tmp_path / 'note.wav')!r}, '--json', '--no-vad']\n"
-            f"runpy.run_path({str(out / 'infer.py')!r}, run_name='__main__')\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    proc = standalone_infer(out, [str(tmp_path / "note.wav"), "--json", "--no-vad"])
     assert proc.returncode == 0, proc.stderr
     alone = json.loads(proc.stdout)["results"][0]
     assert alone["status"] == "ok" and alone["windows"] >= 1
