@@ -20,7 +20,6 @@ from serbench import backbones, provenance, runtime
 from serbench.artefacts.cache import Artefact, fit
 from serbench.artefacts.methods import MAX_CALIBRATION_CLIPS, Method, register
 from serbench.errors import SerbenchError
-from serbench.runtime import features
 from serbench.schema import Field, positive
 
 
@@ -114,8 +113,12 @@ def _conv1d_as_conv2d(model):
 def _static(model_entry, recipe, model, clips, out: Path):
     """INC 3.x PT2E static int8: export at a fixed clip length, prepare, calibrate, convert, save.
 
-    PT2E capture wants static shapes, so everything happens at ``clip_seconds`` (the benchmark's
-    clip length); :class:`IncEncoder` embeds other lengths in windows of it.
+    PT2E capture wants static shapes, so a waveform-fed network is captured at ``clip_seconds``
+    (the benchmark's clip length) and :class:`IncEncoder` embeds other lengths in windows of it. A
+    Whisper encoder is captured with a dynamic frame axis instead (:func:`_dynamic_frames`) and runs
+    each clip at its own length: padded to 8 s its fp32 features were measured to move away from the
+    clip's own (centred cosine 0.63 at the last layer on real RAVDESS), which fixed-length capture
+    would have charged to quantisation.
     """
     import torch
 
@@ -128,10 +131,12 @@ def _static(model_entry, recipe, model, clips, out: Path):
         raise SerbenchError(f"recipe {recipe.name!r} ({recipe.path}) cannot build {model_entry.name!r}: its Whisper "
                             "positions are 'pad', whose graph keeps the frames holding audio by a count that PT2E "
                             "capture cannot hold fixed; use an entry with positions: cut")
-    fixed = [backbones.torch_inputs(spec, [fit(c, n)]) for c in clips]
+    dynamic = _dynamic_frames(spec)
+    fixed = [_odd_frames(backbones.torch_inputs(spec, [c])) if dynamic else backbones.torch_inputs(spec, [fit(c, n)])
+             for c in clips]
     net = backbones.network(model_entry, _conv1d_as_conv2d(model))
     try:
-        graph = export(net, fixed[0])
+        graph = export(net, fixed[0], dynamic_shapes=dynamic)
         prepared = prepare(graph, StaticQuantConfig(**opts))
         with torch.no_grad():
             for clip in fixed:
@@ -141,17 +146,40 @@ def _static(model_entry, recipe, model, clips, out: Path):
         qconfig = {str(k): v.to_dict() for k, v in getattr(quantized, "qconfig", {}).items()}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.export.save(torch.export.export(quantized, fixed[0]), str(out / "model.pt2"))
+            # re-exported, the converted graph's frame axis is bounded by the example's length (seen
+            # with torch 2.13: max = the example), so a dynamic one is given the longest input it takes
+            example = (_odd_frames(backbones.torch_inputs(spec, [np.zeros(int(spec["max_samples"]), np.float32)]))
+                       if dynamic else fixed[0])
+            torch.export.save(torch.export.export(quantized, example, dynamic_shapes=dynamic), str(out / "model.pt2"))
     except SerbenchError:
         raise
     except Exception as exc:  # noqa: BLE001 - report the library's failure honestly, with its cause
         raise SerbenchError(f"recipe {recipe.name!r}: neural-compressor failed on {model_entry.name!r}: "
                             f"{type(exc).__name__}: {exc}") from exc
-    extra = {"clip_samples": n, "inc_qconfig": qconfig}
+    extra = {"clip_samples": None if dynamic else n, "dynamic_frames": bool(dynamic), "inc_qconfig": qconfig}
     if spec["name"] == "waveform":  # the frames a window yields follow from the conv geometry
         cfg = model.config  # of the model actually built: the entry's YAML may leave it to the class defaults
         extra.update(conv_kernel=[int(k) for k in cfg.conv_kernel], conv_stride=[int(s) for s in cfg.conv_stride])
     return "model.pt2", extra
+
+
+def _dynamic_frames(spec: dict):
+    """torch.export's dynamic shapes for a log-mel frontend's frame axis (None: the waveform is
+    captured at a fixed length). Whisper's attention reshape makes torch guard on ``(T - 1) // 2``,
+    which it can prove for every odd frame count ``T = 2f - 1`` but not for all ``T``."""
+    if spec["name"] != "whisper-log-mel":
+        return None
+    import torch
+
+    f = torch.export.Dim("encoder_frames", min=5, max=int(spec["max_samples"]) // (2 * int(spec["hop_length"])))
+    return ({2: 2 * f - 1},)
+
+
+def _odd_frames(inputs: tuple) -> tuple:
+    """Log-mel frames cut to an odd count (:func:`_dynamic_frames`): an even count loses its last
+    frame, which leaves the encoder's frame count, ``ceil(T / 2)``, unchanged."""
+    x = inputs[0]
+    return (x[..., : x.shape[-1] - 1 + x.shape[-1] % 2],) + tuple(inputs[1:])
 
 
 #: the least agreement (worst layer's mean frame cosine, centred) between the compiled int8 kernels
@@ -175,8 +203,9 @@ class IncEncoder:
     """An INC PT2E int8 artefact, lowered to int8 kernels by torch.compile with inductor freezing.
 
     Compilation happens here, once per process (tens of seconds for DistilHuBERT on 2 cores).
-    The graph has a fixed input length: shorter input is zero-padded and only the frames that
-    cover real samples are pooled; longer input is embedded in windows, frames pooled across them.
+    A waveform graph has a fixed input length: shorter input is zero-padded and only the frames
+    that cover real samples are pooled; longer input is embedded in windows, frames pooled across
+    them. A log-mel graph captured with a dynamic frame axis runs each clip at its own length.
 
     The kernels are checked before use. The saved graph is the quantised model's arithmetic
     written out (quantise, dequantise, fp32 conv/linear); inductor replaces those patterns by
@@ -197,7 +226,7 @@ class IncEncoder:
         torch.set_num_threads(self.threads)
         prov = artefact.provenance
         self.n, self.kernel, self.stride = prov["clip_samples"], prov.get("conv_kernel"), prov.get("conv_stride")
-        self.spec = artefact.frontend
+        self.spec, self.dynamic = artefact.frontend, bool(prov.get("dynamic_frames"))
         self.sample_rate = prov.get("model_entry", {}).get("sample_rate", 16_000)
         self._program = artefact.path / artefact.file
         probe = self._check_clip()
@@ -225,11 +254,15 @@ class IncEncoder:
 
         from serbench.synth.voice import probe_clips
 
-        clip = probe_clips(1, seed=2024, seconds=self.n / self.sample_rate, sr=self.sample_rate)[0]
+        seconds = 3.0 if self.dynamic else self.n / self.sample_rate
+        clip = probe_clips(1, seed=2024, seconds=seconds, sr=self.sample_rate)[0]
         return self._inputs(clip)
 
     def _inputs(self, wave: np.ndarray) -> tuple:
-        """The graph's inputs for one waveform at the fixed length it was captured at."""
+        """The graph's inputs for one waveform: at its own length (odd frames) when the graph was
+        captured with a dynamic frame axis, else at the fixed length it was captured at."""
+        if self.dynamic:
+            return _odd_frames(backbones.torch_inputs(self.spec, [wave]))
         return backbones.torch_inputs(self.spec, [fit(wave, self.n)])
 
     def _load(self):
@@ -243,10 +276,11 @@ class IncEncoder:
         import torch
         from torch._inductor import config as inductor_config
 
-        compiled = torch.compile(self._load())
+        compiled = torch.compile(self._load(), dynamic=True if self.dynamic else None)
+        warm = np.zeros(self.sample_rate if self.dynamic else self.n, np.float32)
         with warnings.catch_warnings(), inductor_config.patch(freezing=freezing), torch.no_grad():
             warnings.simplefilter("ignore")
-            compiled(*self._inputs(np.zeros(self.n, np.float32)))  # compiles now (freezing: the int8 kernels)
+            compiled(*self._inputs(warm))  # compiles now (freezing: the int8 kernels)
         return compiled
 
     def _run(self, inputs: tuple) -> np.ndarray:
@@ -256,9 +290,7 @@ class IncEncoder:
             return self.compiled(*inputs)[0].numpy()
 
     def frames(self, samples: int) -> int:
-        """Output frames that cover ``samples`` of audio."""
-        if self.kernel is None:   # a log-mel frontend (serbench.runtime.features)
-            return features.encoder_frames(samples, int(self.spec["hop_length"]))
+        """Output frames of a waveform graph that cover ``samples`` of audio (its conv geometry)."""
         for k, s in zip(self.kernel, self.stride):
             samples = (samples - k) // s + 1
         return max(samples, 1)
@@ -272,6 +304,8 @@ class IncEncoder:
 
     def embed(self, wave: np.ndarray) -> np.ndarray:
         wave = backbones.check_wave(wave, self.sample_rate)
+        if self.dynamic:   # the clip at its own length: every frame holds audio
+            return self.forward(wave[None])[0].mean(axis=1).astype(np.float32)
         total, count = None, 0
         for start in range(0, wave.size, self.n):
             piece = wave[start:start + self.n]
