@@ -30,7 +30,7 @@ from serbench.errors import SerbenchError
 from serbench.provenance import package_versions
 from serbench.runtime import features
 
-FORMAT_VERSION = 2  # 2: the first conv block exported folded (serbench.artefacts.first_conv)
+FORMAT_VERSION = 3  # 2: the first conv block exported folded (serbench.artefacts.first_conv); 3: model kinds own their input (Whisper inc-int8 captured with a dynamic frame axis)
 # the libraries whose versions change an artefact's bytes: recorded in its metadata, part of its cache key
 LIBRARIES = ("torch", "transformers", "onnx", "onnxruntime", "neural-compressor", "opensmile")
 META = "artefact.json"
