@@ -314,7 +314,7 @@ def torch_inputs(spec: dict, waves) -> tuple:
     return tuple(torch.from_numpy(feeds[n]) for n in features.input_names(spec))
 
 
-def export_spec(entry: ModelEntry, model) -> tuple[list[str], tuple, dict]:
+def export_spec(entry: ModelEntry) -> tuple[list[str], tuple, dict]:
     """``(input names, dummy inputs, dynamic axes)`` for ``torch.onnx.export`` of :func:`network`:
     one second of low noise through the entry's frontend; batch and time axes dynamic (the frames of
     a padded Whisper input are fixed at 30 s, those of its output follow ``audio_frames``)."""

@@ -236,7 +236,8 @@ class IncEncoder:
         int8 = agreement(want, self._run(probe))
         self.kernel_check = {"int8_agreement": round(int8, 5), "threshold": KERNEL_AGREEMENT}
         if int8 >= KERNEL_AGREEMENT:
-            self.kernels = "int8 (inductor freezing, oneDNN)"
+            # with a symbolic frame axis these measured slower than fp32 (whisper-tiny.en; why was not traced)
+            self.kernels = "int8 (inductor freezing, oneDNN" + (", dynamic frame axis)" if self.dynamic else ")")
             return
         warnings.warn(f"{artefact.path}: the int8 kernels torch compiled on this CPU ({provenance.isa_summary()}) "
                       f"disagree with the quantised graph (agreement {int8:.4f} < {KERNEL_AGREEMENT}); "

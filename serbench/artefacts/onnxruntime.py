@@ -47,7 +47,7 @@ def export_onnx(model_entry: ModelEntry, model, out: Path, opset: int = 17) -> N
     import torch
 
     net = backbones.network(model_entry, model)
-    names, dummy, axes = backbones.export_spec(model_entry, model)
+    names, dummy, axes = backbones.export_spec(model_entry)
     with first_conv.folded(model), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(net, dummy, str(out), input_names=names, output_names=[ONNX_OUTPUT],
