@@ -280,7 +280,7 @@ def test_a_class_missing_from_training_is_named_with_the_labels_found(head):
 
 def test_finetune_refuses_a_one_class_problem_before_touching_the_backbone():
     with pytest.raises(SerbenchError, match="one-class problem"):
-        finetune(None, [], ["a", "a"], [], ["a"], ["a"])
+        finetune(None, [], ["a", "a"], [], ["a"], ["a"], entry=registry.load_model("tiny"))
 
 
 def test_run_on_a_one_class_label_map_is_refused_before_any_embedding(tmp_path, monkeypatch, capsys):
