@@ -209,3 +209,21 @@ def test_the_registry_whisper_entries_build_offline_with_their_params():
             enc = WhisperModel(WhisperConfig(**entry.config)).encoder
         assert backbones.check_params(entry, enc) == entry.params
         assert dataclasses.asdict(entry)["input"]["preemphasis"] is None
+
+
+def test_whisper_int4_quantises_every_weight_matmul_and_both_convs(reg):
+    """The Whisper 4-bit recipe names Whisper's nodes: every weight MatMul 4-bit but the attention's
+    v/out projections (8-bit), both convs int8 weight-only, and the artefact still embeds alike."""
+    entry = registry.load_model("whisper-test")
+    built = backbones.build(entry, "random:0")
+    art = cache.build(entry, registry.load_recipe("whisper-int4"), built, calibration=clips(4, seconds=1.5, seed=5))
+    bits = art.provenance["matmul_bits"]
+    per_layer = 6   # q, k, v, out projections, fc1, fc2
+    assert len(bits) == per_layer * WHISPER_CONFIG["encoder_layers"]
+    for name, b in bits.items():
+        assert b == (8 if "v_proj" in name or "out_proj" in name else 4), name
+    assert sorted(art.provenance["convs_weight_only"]) == ["/conv1/Conv", "/conv2/Conv"]
+    fp32 = cache.build(entry, registry.load_recipe("fp32"), built)
+    assert art.size_mb < fp32.size_mb
+    w = _wave(2.0, seed=6)
+    assert _cos(open_encoder(art).embed(w), backbones.encoder(entry, built[0]).embed(w)) > 0.9
