@@ -425,6 +425,19 @@ def _wav2vec2_feature_encoder(model) -> list:
     return [encoder]
 
 
+def _whisper_encoder(entry: ModelEntry) -> Callable:
+    """The part of a built Whisper model that is the backbone: its encoder, refused by name when the
+    entry's ``model_class`` builds something else (a HuBERT has an ``encoder`` too, of another kind)."""
+    def part(model):
+        encoder = getattr(model, "encoder", None)
+        if not all(hasattr(encoder, a) for a in ("conv1", "conv2", "embed_positions", "layers")):
+            raise SerbenchError(f"{entry.path}: field 'model_class' is {entry.model_class!r}, which has no Whisper "
+                                "encoder (conv1, conv2, embed_positions, layers); a kind: whisper entry needs "
+                                "WhisperModel or another Whisper class")
+        return encoder
+    return part
+
+
 def _whisper_spec(entry: ModelEntry) -> dict:
     from serbench.runtime import features
 
@@ -458,7 +471,7 @@ KINDS = {k.name: k for k in (
     # clip (``cut``) or fills with padding (``pad``), :mod:`serbench.runtime.features`
     Kind("whisper", fields=_NETWORK_FIELDS + (Field("positions", str, default="cut", choices=("cut", "pad")),),
          weight_free=False, parse_weights=lambda entry, weights: parse_weights(weights),
-         provenance=_transformers_provenance, build=lambda e, p: _build_transformers(e, p, lambda m: m.encoder),
+         provenance=_transformers_provenance, build=lambda e, p: _build_transformers(e, p, _whisper_encoder(e)),
          encoder=TorchEncoder, source=_HUB_SOURCE, frontend=_whisper_spec,
          network=lambda entry, model: whisper_stacked(model),
          feature_encoder=lambda model: [model.conv1, model.conv2]),

@@ -56,6 +56,22 @@ def test_log_mel_is_whisper_feature_extractors_both_ways(seconds):
     assert int(pad["audio_frames"]) == -(-(w.size // 160) // 2) == ref.shape[-1] // 2 + ref.shape[-1] % 2
 
 
+def test_log_mel_of_a_128_bin_encoder_is_the_extractors():
+    """large-v3 and its kin have 128 mel bins: the filterbank follows the entry's num_mel_bins."""
+    fe = WhisperFeatureExtractor(feature_size=128)
+    w = _wave(1.3)
+    got = features.graph_inputs(w, features.whisper_spec(n_mels=128))["input_features"]
+    np.testing.assert_allclose(got, fe(w, sampling_rate=SR, padding="longest", return_tensors="np").input_features,
+                               atol=1e-5)
+
+
+def test_a_whisper_entry_whose_class_is_not_whisper_is_refused_by_name(reg):
+    bad = write_entry(reg, "models", "whisper-hubert", {**whisper_entry_data(name="whisper-hubert"),
+                                                         "model_class": "HubertModel", "config": {}})
+    with pytest.raises(SerbenchError, match="model_class.*HubertModel.*no Whisper encoder"):
+        backbones.build(registry.load_model(str(bad)), "random:0")
+
+
 def test_more_than_30_s_is_refused_by_name():
     with pytest.raises(runtime.InferError, match="covers 30 s"):
         features.graph_inputs(np.zeros(30 * SR + 1, np.float32), features.whisper_spec())
