@@ -289,7 +289,8 @@ def _sections(rep: Report) -> list[tuple[str, str, pd.DataFrame | None, list[str
          "folds' test predictions pooled, with the 95% interval of a bootstrap that resamples test speakers "
          "(not utterances: one speaker's clips are correlated); — for runs stored without it. UA/MB: UA as a "
          "fraction per MB of model (not applicable to weight-free models). Fidelity: centred cosine of the "
-         "recipe's embeddings to fp32's.", runs_display(rep.runs), []),
+         "recipe's embeddings to fp32's on 8 synthetic probe clips, whatever data the run scored (serbench "
+         "bench --probe-data measures it on real utterances).", runs_display(rep.runs), []),
         ("Compressed vs fp32", "Each compressed run against the fp32 run of the same serbench run invocation (same test "
          "utterances, folds and heads): difference new minus fp32 in points, with a paired bootstrap over "
          "test speakers (95% interval, two-sided p); McNemar's exact test on per-utterance correctness; "

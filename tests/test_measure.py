@@ -121,6 +121,7 @@ def test_for_run_compares_with_the_cached_fp32_artefact(tiny_fp32, monkeypatch):
     art = cache.build(entry, recipe, "random:0")
     out = measure.for_run(entry, recipe, art, runs=2, probe=2, min_fidelity=1.01)
     assert out["fidelity_reference"] == str(tiny_fp32.path) and out["speedup_vs_fp32"] > 0
+    assert out["fidelity_probe"].startswith("2 SYNTHETIC probe clips")   # what it was measured on
     assert "LOW-FIDELITY" in out["flags"] and 0 < out["centered_cosine"] < 1.01
     other = cache.build(entry, recipe, "random:3")  # no fp32 of these weights cached
     assert measure.for_run(entry, recipe, other, runs=1, probe=2)["centered_cosine"] is None
