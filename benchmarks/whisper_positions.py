@@ -42,7 +42,7 @@ def main(argv=None) -> int:
         return 2
     import os
 
-    from serbench import paths, provenance, registry, stats
+    from serbench import fmt, paths, provenance, registry, stats
     from serbench.artefacts import cache
     from serbench.artefacts.encoders import open_encoder
     from serbench.audio import load as load_audio
@@ -68,7 +68,7 @@ def main(argv=None) -> int:
             runner = Runner(spec, store_path=home / "results.sqlite", progress=False, log=lambda *_: None)
             runs[positions], runners[positions] = runner.run()[0], runner
             ua = runs[positions].summary["ci"]["ua"]
-            print(f"{name}: UA {100 * ua['value']:.1f} [{100 * ua['low']:.1f}, {100 * ua['high']:.1f}] "
+            print(f"{name}: UA {fmt.ci(ua['value'], ua['low'], ua['high'])} "
                   f"({time.perf_counter() - t0:.0f} s)", flush=True)
 
         from serbench import store
@@ -84,7 +84,7 @@ def main(argv=None) -> int:
         # speed: both fp32 artefacts on the same clips, interleaved, one thread each
         table = runners["cut"].table
         files = table["path"].to_numpy()[:: max(1, len(table) // args.timing_clips)][: args.timing_clips]
-        encoders, seconds = {}, {}
+        encoders = {}
         recipe = registry.load_recipe("fp32")
         for positions, name in names.items():
             entry = registry.load_model(name)
@@ -103,12 +103,12 @@ def main(argv=None) -> int:
     print()
     print(f"{base.name} fp32, trained weights {args.weights}; real RAVDESS {args.data} ({args.label_map}, "
           f"{args.protocol}, probe mode, {len(both)} test utterances, {paired['clusters']} speakers)")
-    print(tabulate([[k, names[k], f"{100 * runs[k].summary['ci']['ua']['value']:.1f} "
-                     f"[{100 * runs[k].summary['ci']['ua']['low']:.1f}, {100 * runs[k].summary['ci']['ua']['high']:.1f}]",
+    uas = {k: runs[k].summary["ci"]["ua"] for k in names}
+    print(tabulate([[k, names[k], fmt.ci(uas[k]["value"], uas[k]["low"], uas[k]["high"]),
                      f"{1000 * seconds[k] / len(waves):.1f}"] for k in names],
                    headers=["positions", "entry", "UA % [95% CI]", "ms per clip (1 thread)"], disable_numparse=True))
     d = paired["ua"]
-    print(f"pad - cut: ΔUA {100 * d['delta']:+.1f} [{100 * d['low']:+.1f}, {100 * d['high']:+.1f}] points "
+    print(f"pad - cut: ΔUA {fmt.ci(d['delta'], d['low'], d['high'], spec='+.1f')} points "
           f"(bootstrap p {d['p_value']:.3f}, McNemar p {mc['p_value']:.3f}); agreement "
           f"{100 * stats.agreement(both['y_pred_cut'], both['y_pred_pad']):.1f} %")
     print(f"speed: pad takes {seconds['pad'] / seconds['cut']:.1f}x cut's time on {len(waves)} clips of "

@@ -126,12 +126,12 @@ def _flat(r: dict) -> dict:
 
 
 def _title(runner) -> str:
-    from serbench import backbones
+    from serbench import backbones, fmt
 
     maps = ", ".join(f"{c}: {m}" for c, m in runner.label_maps.items())
     synthetic = all(s.synthetic for s in runner.sources.values())
-    positions = f" (Whisper positions {runner.entry.positions})" if runner.entry.positions else ""
-    return (f"{runner.entry.name}{positions} on {runner.protocol.name} ({runner.spec.mode}, head {runner.head_name}; "
+    return (f"{runner.entry.name}{fmt.positions(runner.entry.positions)} on {runner.protocol.name} "
+            f"({runner.spec.mode}, head {runner.head_name}; "
             f"labels {maps}; seed {runner.seed}); weights: {backbones.describe(runner.weights)}"
             + ("; DATA: SYNTHETIC" if synthetic else ""))
 

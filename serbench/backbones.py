@@ -305,12 +305,13 @@ def frontend(entry: ModelEntry) -> dict:
 
 
 def torch_inputs(spec: dict, waves) -> tuple:
-    """The graph inputs of equal-length waveforms, as torch tensors in the network's argument order."""
+    """The graph inputs of equal-length waveforms, as torch tensors in the network's argument order
+    (the waves are not checked here: the encoders' ``embed`` does that, :func:`check_wave`)."""
     import torch
 
     from serbench.runtime import features
 
-    feeds = features.batch_inputs([check_wave(w) for w in waves], spec)
+    feeds = features.batch_inputs(waves, spec)
     return tuple(torch.from_numpy(feeds[n]) for n in features.input_names(spec))
 
 
@@ -321,13 +322,8 @@ def export_spec(entry: ModelEntry) -> tuple[list[str], tuple, dict]:
     from serbench.runtime import features
 
     spec = frontend(entry)
-    names = features.input_names(spec)
     wave = np.random.default_rng(0).standard_normal(entry.sample_rate).astype(np.float32) * 0.01
-    dummy = torch_inputs(spec, [wave])
-    time_axis = {"input_values": {1: "samples"}, "input_features": {} if spec.get("positions") == "pad" else
-                 {2: "mel_frames"}}
-    axes = {n: {0: "batch", **time_axis[n]} for n in names if n in time_axis}
-    return names, dummy, axes
+    return features.input_names(spec), torch_inputs(spec, [wave]), features.input_axes(spec)
 
 
 class TorchEncoder:
@@ -438,6 +434,12 @@ def _whisper_encoder(entry: ModelEntry) -> Callable:
     return part
 
 
+def _waveform_spec(entry: ModelEntry) -> dict:
+    from serbench.runtime import features
+
+    return dict(features.WAVEFORM)
+
+
 def _whisper_spec(entry: ModelEntry) -> dict:
     from serbench.runtime import features
 
@@ -463,7 +465,7 @@ KINDS = {k.name: k for k in (
     Kind("transformers", fields=_NETWORK_FIELDS + (Field("normalize", bool, default=False),),
          weight_free=False, parse_weights=lambda entry, weights: parse_weights(weights),
          provenance=_transformers_provenance, build=_build_transformers, encoder=TorchEncoder, source=_HUB_SOURCE,
-         frontend=lambda entry: {"name": "waveform"},
+         frontend=_waveform_spec,
          network=lambda entry, model: stacked(model, entry.normalize),
          feature_encoder=_wav2vec2_feature_encoder),
     # Whisper's encoder (model_class WhisperModel; the decoder is dropped once built, and ``params``

@@ -102,6 +102,11 @@ def verdict(low, high, reference: str = "fp32", covers_zero=None, margin: float 
     return f"inconclusive vs {reference}"
 
 
+def positions(value: str | None) -> str:
+    """`` (Whisper positions cut)`` after a model's name, or nothing for a model without positions."""
+    return f" (Whisper positions {value})" if value else ""
+
+
 def label_map_text(maps: dict[str, str | None]) -> str:
     """Label maps for humans: ``ravdess-8class``, or ``crema-d-4class + iemocap-4class`` over
     several corpora; a name that does not start with its corpus's is written ``corpus:name``."""

@@ -77,8 +77,8 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(result, indent=2, default=str))
         return 0
-    positions = f" (Whisper positions {result['positions']})" if result.get("positions") else ""
-    print(f"\n{result['model']}{positions}  weights: {result['weights_label']}  threads: {result['threads']}  "
+    print(f"\n{result['model']}{fmt.positions(result.get('positions'))}  weights: {result['weights_label']}  "
+          f"threads: {result['threads']}  "
           f"clip: {result['clip_seconds']} s, batch 1")
     print(f"CPU: {result['machine']['isa_summary']}")
     for r in result["rows"]:

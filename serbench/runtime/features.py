@@ -101,6 +101,15 @@ def input_names(spec: dict | None) -> list[str]:
     raise InferError(f"unknown input frontend {spec['name']!r}: this runtime knows waveform and whisper-log-mel")
 
 
+def input_axes(spec: dict | None) -> dict[str, dict[int, str]]:
+    """Each graph input's dynamic axes (for ``torch.onnx.export``): batch, and time where the input
+    has a clip's length (a padded Whisper input is always 30 s; its output follows ``audio_frames``)."""
+    spec = spec or WAVEFORM
+    time = {"input_values": {1: "samples"},
+            "input_features": {} if spec.get("positions") == "pad" else {2: "mel_frames"}}
+    return {n: {0: "batch", **time[n]} for n in input_names(spec) if n in time}
+
+
 def describe(spec: dict | None) -> str:
     """The graph's input in a few words, for a model card."""
     spec = spec or WAVEFORM
