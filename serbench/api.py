@@ -175,19 +175,22 @@ def bench(model: str, recipes=("fp32",), weights: str = "hub", *, home: str | Pa
     return df
 
 
-def tune(model: str, recipe: str, min_fidelity: float, weights: str = "hub", *, home: str | Path | None = None,
-         **options) -> dict:
-    """``serbench tune``: ``recipe`` with its most fidelity-sensitive node groups kept in float until
-    ``model`` reaches ``min_fidelity``, written as a new recipe under ``home``'s registry (or
-    ``out=``); returns the sensitivities, the choice and what it measured
-    (:func:`serbench.mixed_precision.tune`, whose keyword ``options`` it passes on)."""
+def tune(model: str, recipe: str, min_fidelity: float | None = None, weights: str = "hub", *,
+         home: str | Path | None = None, **options) -> dict:
+    """``serbench tune``: ``recipe`` with its most sensitive node groups kept in float until ``model``
+    reaches the target, written as a new recipe under ``home``'s registry (or ``out=``); returns the
+    sensitivities, the choice and what it measured (:func:`serbench.mixed_precision.tune`, whose
+    keyword ``options`` it passes on). The target is ``min_fidelity`` (centred cosine, the default
+    ``metric="fidelity"``) or, with ``metric="ua"``, ``max_ua_drop`` points of validation UA under
+    ``protocol`` on ``data`` / ``synthetic`` corpora."""
     checked = opts.check(opts.TUNE, dict(model=model, recipe=recipe, min_fidelity=min_fidelity, weights=weights,
                                          home=home, **options))
     home = checked.pop("home", None)
     from serbench.mixed_precision import tune as tune_recipe
 
     with paths.using_home(home):
-        return tune_recipe(checked.pop("model"), checked.pop("recipe"), checked.pop("min_fidelity"), **checked)
+        return tune_recipe(checked.pop("model"), checked.pop("recipe"), checked.pop("min_fidelity", None),
+                           **checked)
 
 
 def sweep(grid: str | Path, *, ray: str | None = None, resume: bool = False, synthetic: bool | None = None,

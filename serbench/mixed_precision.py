@@ -126,7 +126,7 @@ def check_tunable(entry, recipe: RecipeEntry) -> None:
             f"has one (onnxruntime/static, e.g. static-int8)")
 
 
-def destination(entry, recipe: RecipeEntry, min_fidelity: float, name: str | None, out, force: bool):
+def destination(entry, recipe: RecipeEntry, goal, name: str | None, out, force: bool):
     """The new recipe's name and file: ``out``, else ``$SERBENCH_HOME/registry/recipes/NAME.yaml``
     (a folder the registry searches). An existing file, or a name the registry already knows, is
     refused unless ``force``: a tuned recipe silently shadowing another would change its results."""
@@ -138,7 +138,7 @@ def destination(entry, recipe: RecipeEntry, min_fidelity: float, name: str | Non
             raise SerbenchError(f"--name {name!r} differs from the --out file's name {out.stem!r}: a recipe's "
                                 "name is its file name")
         name = out.stem
-    name = name or f"{entry.name}-{recipe.name}-min{min_fidelity:g}"
+    name = name or f"{entry.name}-{recipe.name}-{goal.suffix}"
     if not NAME.match(name):
         raise SerbenchError(f"recipe name {name!r}: use letters, digits, '.', '_' and '-' (first a letter or "
                             "digit), so it is a file name and a --recipe argument")
@@ -194,66 +194,142 @@ class Trials:
 # ---- the search ---------------------------------------------------------------------------------
 
 
-def tune(model: str, recipe: str, min_fidelity: float, weights: str = "hub", *, name: str | None = None,
-         out: str | Path | None = None, force: bool = False, probe: int = 16, calibration: int = 32,
-         probe_data: str | None = None, seed: int = 0, runs: int = 10, threads: int | None = None,
-         log=lambda msg: None) -> dict:
-    """Keep the most fidelity-sensitive node groups of ``recipe`` in float until ``model``'s centred
-    cosine to the reference reaches ``min_fidelity``; write that recipe and return what was measured.
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """What a candidate must reach: ``metric`` ``fidelity`` (centred cosine to the reference >=
+    ``value``) or ``ua`` (validation ΔUA to the reference >= ``-value`` points). ``key`` is the
+    trial field compared with ``threshold``."""
+    metric: str
+    value: float
 
-    ``probe``, ``calibration``, ``probe_data`` and ``seed`` have ``serbench bench``'s meaning and
-    defaults, so ``bench`` with the same ones measures the written recipe on the same probe set with
-    the same calibration (and finds its artefact cached).
+    @property
+    def key(self) -> str:
+        return "fidelity" if self.metric == "fidelity" else "ua_delta"
+
+    @property
+    def threshold(self) -> float:
+        return self.value if self.metric == "fidelity" else -self.value / 100
+
+    def met(self, m: dict) -> bool:
+        return m[self.key] >= self.threshold - 1e-12
+
+    def show(self, x: float) -> str:
+        return f"{x:.5f}" if self.metric == "fidelity" else f"ΔUA {100 * x:+.2f}"
+
+    @property
+    def text(self) -> str:
+        return (f"centred cosine >= {self.value:g}" if self.metric == "fidelity"
+                else f"validation UA at most {self.value:g} points below the reference")
+
+    @property
+    def suffix(self) -> str:   # of the default recipe name
+        return f"min{self.value:g}" if self.metric == "fidelity" else f"ua{self.value:g}"
+
+
+def target(metric: str, min_fidelity, max_ua_drop, protocol, given: dict) -> Target:
+    """The target, with each metric's arguments required and the other metric's refused."""
+    if metric == "fidelity":
+        if min_fidelity is None:
+            raise SerbenchError("--metric fidelity needs --min-fidelity (a centred cosine in (0, 1])")
+        if not 0 < min_fidelity <= 1:
+            raise SerbenchError(f"--min-fidelity must be in (0, 1]: centred cosine is at most 1, got {min_fidelity}")
+        wrong = [flag for flag, v in (("--max-ua-drop", max_ua_drop), ("--protocol", protocol), *given.items())
+                 if flag in ("--max-ua-drop", "--protocol", "--data", "--synthetic") and v]
+        if wrong:
+            raise SerbenchError(f"{', '.join(wrong)} belong to --metric ua; --metric fidelity measures a probe set "
+                                "(--probe, --probe-data)")
+        return Target("fidelity", float(min_fidelity))
+    if metric == "ua":
+        if max_ua_drop is None or protocol is None:
+            raise SerbenchError("--metric ua needs --protocol (whose validation folds score each candidate) and "
+                                "--max-ua-drop (points of validation UA a candidate may lose to the reference)")
+        if given["--synthetic"] and given["--data"]:
+            raise SerbenchError("--synthetic and --data contradict each other: give one or the other")
+        if not 0 <= max_ua_drop < 100:
+            raise SerbenchError(f"--max-ua-drop is in points of UA, in [0, 100), got {max_ua_drop}")
+        wrong = [flag for flag, v in (("--min-fidelity", min_fidelity), *given.items())
+                 if flag in ("--min-fidelity", "--probe", "--probe-data") and v is not None]
+        if wrong:
+            raise SerbenchError(f"{', '.join(wrong)} belong to --metric fidelity; --metric ua scores the "
+                                "protocol's validation folds (--protocol, --data or --synthetic)")
+        return Target("ua", float(max_ua_drop))
+    raise SerbenchError(f"--metric must be fidelity or ua, not {metric!r}")
+
+
+def tune(model: str, recipe: str, min_fidelity: float | None = None, weights: str = "hub", *,
+         metric: str = "fidelity", max_ua_drop: float | None = None, protocol: str | None = None,
+         data: dict | None = None, synthetic: bool = False, synthetic_size: str = "small",
+         name: str | None = None, out: str | Path | None = None, force: bool = False, probe: int | None = None,
+         calibration: int = 32, probe_data: str | None = None, seed: int | None = None, runs: int = 10,
+         threads: int | None = None, log=lambda msg: None) -> dict:
+    """Keep the most sensitive node groups of ``recipe`` in float until ``model`` reaches the target;
+    write that recipe and return what was measured.
+
+    ``metric="fidelity"``: centred cosine to the reference >= ``min_fidelity``, measured as
+    ``serbench bench`` measures it (``probe``, ``calibration``, ``probe_data`` and ``seed`` have
+    bench's meaning and defaults, so ``bench`` with the same ones finds the written recipe's
+    artefact cached). ``metric="ua"``: validation ΔUA to the reference >= ``-max_ua_drop`` points
+    under ``protocol`` on ``data`` / ``synthetic`` corpora, scored as ``serbench run`` scores
+    (:mod:`serbench.validation_trials`; ``seed``: the protocol's unless given; ``calibration``:
+    run's calibration clips per fold), never on a test utterance.
     Returns the per-group sensitivities (``groups``, graph order), the greedy steps, the chosen
-    groups and nodes, the base / final fidelity, size and latency (``runs`` interleaved timings
+    groups and nodes, the base / final scores, size and latency (``runs`` interleaved timings
     with the reference), the recipe name and the ``path`` written.
     """
-    if not 0 < min_fidelity <= 1:
-        raise SerbenchError(f"--min-fidelity must be in (0, 1]: centred cosine is at most 1, got {min_fidelity}")
+    goal = target(metric, min_fidelity, max_ua_drop, protocol,
+                  {"--data": data, "--synthetic": synthetic, "--probe": probe, "--probe-data": probe_data})
+    probe = 16 if probe is None else probe
     if probe < 2:
         raise SerbenchError("--probe must be at least 2 (centred cosine needs a mean)")
     entry, base = registry.load_model(model), registry.load_recipe(recipe)
     check_tunable(entry, base)
-    name, path = destination(entry, base, min_fidelity, name, out, force)
+    name, path = destination(entry, base, goal, name, out, force)
     threads = threads or runtime.default_threads()
-    offered = calibration if base.calibration else 0
-    pset = probe_sets.choose(probe_data, entry, probe, offered, seed)
-    trial = Trials(entry, weights, threads, pset)
-    log(f"{entry.name}: weights {backbones.describe(trial.net[1])}; {threads} threads; fidelity vs "
-        f"{trial.reference.name}; target {min_fidelity}")
-    log(pset.description)
+    if goal.metric == "fidelity":
+        pset = probe_sets.choose(probe_data, entry, probe, calibration if base.calibration else 0,
+                                 0 if seed is None else seed)
+        trial = Trials(entry, weights, threads, pset)
+        source, notes = pset.source, list(pset.notes)
+    else:
+        from serbench.validation_trials import ValidationTrials
+
+        trial = ValidationTrials(entry, weights, threads, protocol=protocol, data=data, synthetic=synthetic,
+                                 synthetic_size=synthetic_size, seed=seed, calibration=calibration, log=log)
+        source, notes = trial.source, trial.notes
+    log(f"{entry.name}: weights {backbones.describe(trial.net[1])}; {threads} threads; against "
+        f"{trial.reference.name}; target {goal.text}")
+    log(source["description"])
     base_m = trial(base)
     art = base_m["artefact"]
     groups = node_groups(art.path / art.file, base.options.get("op_types_to_quantize"))
     if not groups:
         raise SerbenchError(f"recipe {base.name!r} quantises no node of {entry.name!r} that tune can find")
-    log(f"  {base.name}: centred cosine {base_m['fidelity']:.5f}, {base_m['size_mb']} MB; "
-        f"{len(groups)} quantised node groups")
+    log(f"  {base.name}: {goal.show(base_m[goal.key])}, {base_m['size_mb']} MB; {len(groups)} quantised node groups")
     order = list(groups)
 
     def nodes(chosen):
         return [n for g in order if g in chosen for n in groups[g]]  # graph order: one key per set
 
     sens, steps, chosen = [], [], []
-    if base_m["fidelity"] < min_fidelity:
+    if not goal.met(base_m):
         every = trial(variant(base, nodes(order)))
-        log(f"  every group float: centred cosine {every['fidelity']:.5f}")
-        if every["fidelity"] < min_fidelity:
+        log(f"  every group float: {goal.show(every[goal.key])}")
+        if not goal.met(every):
             raise SerbenchError(
-                f"target {min_fidelity} cannot be met: with all {len(groups)} node groups of {base.name!r} in "
-                f"float, {entry.name!r} measures centred cosine {every['fidelity']:.5f}; nothing written")
+                f"target {goal.text} cannot be met: with all {len(groups)} node groups of {base.name!r} in "
+                f"float, {entry.name!r} measures {goal.show(every[goal.key])}; nothing written")
         for g in order:
             m = trial(variant(base, groups[g]))
-            sens.append({"group": g, "nodes": groups[g], "fidelity": m["fidelity"],
-                         "gain": round(m["fidelity"] - base_m["fidelity"], 5), "size_mb": m["size_mb"]})
-            log(f"  only {g} float ({len(groups[g])} nodes): {m['fidelity']:.5f}")
-        for s in sorted(sens, key=lambda s: -s["fidelity"]):  # most sensitive first; ties in graph order
+            sens.append({"group": g, "nodes": groups[g], **_scores(m), "size_mb": m["size_mb"],
+                         "gain": round(m[goal.key] - base_m[goal.key], 5)})
+            log(f"  only {g} float ({len(groups[g])} nodes): {goal.show(m[goal.key])}")
+        # most sensitive first; ties (UA moves in whole utterances) by the cosine, then graph order
+        for s in sorted(sens, key=lambda s: (-s[goal.key], -s["fidelity"])):
             chosen.append(s["group"])
             m = trial(variant(base, nodes(chosen)))
-            steps.append({"groups": len(chosen), "added": s["group"], "fidelity": m["fidelity"],
-                          "size_mb": m["size_mb"]})
-            log(f"  + {s['group']}: {m['fidelity']:.5f}, {m['size_mb']} MB")
-            if m["fidelity"] >= min_fidelity:
+            steps.append({"groups": len(chosen), "added": s["group"], **_scores(m), "size_mb": m["size_mb"]})
+            log(f"  + {s['group']}: {goal.show(m[goal.key])}, {m['size_mb']} MB")
+            if goal.met(m):
                 break
     final = variant(base, nodes(chosen))
     final_m = trial(final)
@@ -261,28 +337,42 @@ def tune(model: str, recipe: str, min_fidelity: float, weights: str = "hub", *, 
     timed = measure.latency({k: _embedder(a, clip, threads) for k, a in
                              (("reference", trial.ref_art), ("base", art), ("final", final_m["artefact"]))}, runs)
     prov = trial.net[1]
-    result = {"model": entry.name, "recipe": base.name, "name": name, "path": str(path),
-              "min_fidelity": min_fidelity, "weights": prov, "weights_label": backbones.describe(prov),
+    result = {"model": entry.name, "recipe": base.name, "name": name, "path": str(path), "metric": goal.metric,
+              "target": {"metric": goal.metric, "value": goal.value, "text": goal.text},
+              "min_fidelity": goal.value if goal.metric == "fidelity" else None,
+              "max_ua_drop": goal.value if goal.metric == "ua" else None,
+              "weights": prov, "weights_label": backbones.describe(prov),
               "random_weights": backbones.is_random(prov), "threads": threads, "reference": trial.reference.name,
-              "probe": pset.source, "probe_ids": pset.probe_ids, "calibration_ids": pset.calibration_ids,
-              "notes": list(pset.notes), "groups": sens, "steps": steps, "chosen": chosen,
+              "measured_on": source, "notes": notes, "groups": sens, "steps": steps, "chosen": chosen,
               "float_nodes": nodes(chosen), "options": final.options,
               "reference_measured": {"size_mb": trial.ref_art.size_mb,
                                      "latency_p50_ms": timed["reference"]["p50_ms"]}}
+    if goal.metric == "fidelity":
+        result.update(probe=source, probe_ids=pset.probe_ids, calibration_ids=pset.calibration_ids)
     for key, m in (("base", base_m), ("final", final_m)):
         lat = timed[key]
-        result[key] = {"fidelity": m["fidelity"], "fidelity_detail": m["detail"], "size_mb": m["size_mb"],
+        result[key] = {**_scores(m), "fidelity_detail": m["detail"], "size_mb": m["size_mb"],
                        "latency_p50_ms": lat["p50_ms"],
                        "speedup_vs_fp32": round(timed["reference"]["p50_ms"] / lat["p50_ms"], 3)}
     text = recipe_text(base, result)
     written = _verify(text, name, trial)
     result["verified_fidelity"] = written["fidelity"]
-    if written["fidelity"] < min_fidelity:
-        raise SerbenchError(f"not written: recipe {name!r} rebuilt from its own file measures centred cosine "
-                            f"{written['fidelity']:.5f} (the same candidate measured {final_m['fidelity']:.5f}) "
-                            f"< {min_fidelity}: its quantisation did not reproduce")
+    result["verified"] = _scores(written)
+    if not goal.met(written):
+        raise SerbenchError(f"not written: recipe {name!r} rebuilt from its own file measures "
+                            f"{goal.show(written[goal.key])} (the same candidate measured "
+                            f"{goal.show(final_m[goal.key])}), short of {goal.text}: its quantisation did not "
+                            "reproduce")
     atomic.write_text(path, text, f"recipe {name}")
     return result
+
+
+_SCORES = ("fidelity", "ua", "ua_delta", "delta_ua", "mcnemar_p", "agreement")
+
+
+def _scores(m: dict) -> dict:
+    """A trial's scores, as plain data (a fidelity trial has only ``fidelity``)."""
+    return {k: m[k] for k in _SCORES if k in m}
 
 
 def _embedder(art, clip, threads):
@@ -306,38 +396,53 @@ def _mb(x: float) -> str:
     return f"{x:.1f}" if x >= 10 else f"{x:.3g}"
 
 
+def _measured(m: dict, metric: str, digits: int = 5) -> str:
+    """One candidate's scores for the recipe file: cosine, and for ``ua`` validation UA and ΔUA."""
+    if metric == "fidelity":
+        return f"cos {m['fidelity']:.{digits}f}"
+    d = m["delta_ua"]
+    return (f"val UA {100 * m['ua']:.1f}, ΔUA {100 * d['delta']:+.1f} [{100 * d['low']:+.1f}, {100 * d['high']:+.1f}], "
+            f"cos {m['fidelity']:.4f}")
+
+
 def recipe_text(base: RecipeEntry, r: dict) -> str:
     """The new recipe's YAML: the base recipe's data with a new name, description and exclusions,
     and comments saying how it was chosen and what it measured (numbers of this machine, once)."""
-    b, f, n, ref = r["base"], r["final"], len(r["chosen"]), r["reference_measured"]
-    measured = (f"centred cosine {f['fidelity']:.4f} (base {b['fidelity']:.4f}), {_mb(f['size_mb'])} MB "
+    b, f, n, ref, metric = r["base"], r["final"], len(r["chosen"]), r["reference_measured"], r["metric"]
+    measured = (f"{_measured(f, metric, 4)} (base {_measured(b, metric, 4)}), {_mb(f['size_mb'])} MB "
                 f"(base {_mb(b['size_mb'])}), {f['speedup_vs_fp32']:.2f}x {r['reference']} speed "
                 f"(base {b['speedup_vs_fp32']:.2f}x) on {r['model']}, weights {r['weights_label']}")
     what = f"{n} node group{'s' if n != 1 else ''} kept float" if n else "no node group kept float"
+    goal = r["target"]["text"]
     data = {**base.content, "name": r["name"],
-            "description": f"{base.name} with {what} for centred cosine >= {r['min_fidelity']:g}: {measured}",
+            "description": f"{base.name} with {what} for {goal}: {measured}",
             "options": {**(base.content.get("options") or {}), EXCLUDE: list(r["options"].get(EXCLUDE, []))}}
     if not data["options"][EXCLUDE]:
         del data["options"][EXCLUDE]
-    lines = [(f"# Written by `serbench tune --model {r['model']} --recipe {base.name} --min-fidelity "
-              f"{r['min_fidelity']:g}`:"),
+    flag = (f"--min-fidelity {r['min_fidelity']:g}" if metric == "fidelity" else
+            f"--metric ua --protocol {r['measured_on']['protocol']} --max-ua-drop {r['max_ua_drop']:g}")
+    how = (["# until the centred cosine of pooled embeddings against the "
+            f"{r['reference']} ONNX artefact", "# reached the target, measured as `serbench bench` measures it:"]
+           if metric == "fidelity" else
+           [f"# until the validation UA (paired with {r['reference']}, the same heads) reached the target,",
+            "# scored as `serbench run` scores, on validation utterances only:"])
+    lines = [f"# Written by `serbench tune --model {r['model']} --recipe {base.name} {flag}`:",
              f"# recipe {base.name} ({base.path.name}) plus node groups kept in float, the most sensitive first,",
-             f"# until the centred cosine of pooled embeddings against the {r['reference']} ONNX artefact",
-             "# reached the target, measured as `serbench bench` measures it:",
-             f"# {r['probe']['description']}.",
+             *how, f"# {r['measured_on']['description']}.",
              f"# The node names are those of {r['model']}'s exported graph.",
              f"# Measured on {r['model']}, weights {r['weights_label']}, {r['threads']} threads",
              "# (latency: p50 of one 8 s clip, the three timed interleaved in one run):",
              f"#   {r['reference']}: {_mb(ref['size_mb'])} MB, {ref['latency_p50_ms']:.0f} ms",
-             (f"#   {base.name}: cos {b['fidelity']:.5f}, {_mb(b['size_mb'])} MB, {b['latency_p50_ms']:.0f} ms "
+             (f"#   {base.name}: {_measured(b, metric)}, {_mb(b['size_mb'])} MB, {b['latency_p50_ms']:.0f} ms "
               f"({b['speedup_vs_fp32']:.2f}x)"),
-             (f"#   {r['name']}: cos {f['fidelity']:.5f}, {_mb(f['size_mb'])} MB, {f['latency_p50_ms']:.0f} ms "
+             (f"#   {r['name']}: {_measured(f, metric)}, {_mb(f['size_mb'])} MB, {f['latency_p50_ms']:.0f} ms "
               f"({f['speedup_vs_fp32']:.2f}x)")]
     if r["groups"]:
-        lines.append("# Sensitivity: centred cosine with only that group float (* = kept float):")
-        lines += [f"#   {'*' if s['group'] in r['chosen'] else ' '} {s['fidelity']:.5f}  {s['group']} "
+        lines.append("# Sensitivity: the score with only that group float (* = kept float):")
+        lines += [f"#   {'*' if s['group'] in r['chosen'] else ' '} {_measured(s, metric)}  {s['group']} "
                   f"({len(s['nodes'])} node{'s' if len(s['nodes']) != 1 else ''})"
-                  for s in sorted(r["groups"], key=lambda s: -s["fidelity"])]
+                  for s in sorted(r["groups"], key=lambda s: -s["fidelity"] if metric == "fidelity"
+                                  else (-s["ua_delta"], -s["fidelity"]))]
     else:
         lines.append("# The base recipe already met the target: nothing is kept float beyond it.")
     return "\n".join(lines) + "\n" + yaml.safe_dump(data, sort_keys=False, width=100)

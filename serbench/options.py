@@ -121,13 +121,20 @@ BENCH = (
     Field("probe_data", str, check=non_empty, flag="--probe-data"), SEED, LOG,
 )
 
+TUNE_METRICS = ("fidelity", "ua")   # serbench.mixed_precision.Target's metrics
 TUNE = (
     MODEL, Field("recipe", str, required=True, check=non_empty, flag="--recipe"),
-    Field("min_fidelity", float, required=True, check=within(0, 1), flag="--min-fidelity"), WEIGHTS, HOME,
+    Field("min_fidelity", float, nullable=True, check=within(0, 1), flag="--min-fidelity"), WEIGHTS, HOME,
+    Field("metric", str, choices=TUNE_METRICS, flag="--metric"),
+    Field("max_ua_drop", float, nullable=True, check=within(0, 100, lo_open=False, hi_open=True), flag="--max-ua-drop"),
+    Field("protocol", PATH, nullable=True, flag="--protocol"),
+    Field("data", dict, nullable=True, check=_mapping("folder paths", PATH), flag="--data"),
+    Field("synthetic", bool, flag="--synthetic"),
+    Field("synthetic_size", str, choices=SYNTHETIC_SIZES, flag="--synthetic-size"),
     Field("name", str, check=non_empty, flag="--name"), Field("out", PATH, flag="--out"),
-    Field("force", bool, flag="--force"), Field("probe", int, check=at_least(2), flag="--probe"),
+    Field("force", bool, flag="--force"), Field("probe", int, nullable=True, check=at_least(2), flag="--probe"),
     Field("calibration", int, check=positive, flag="--calibration"),
-    Field("probe_data", str, check=non_empty, flag="--probe-data"), SEED,
+    Field("probe_data", str, check=non_empty, flag="--probe-data"), dataclasses.replace(SEED, nullable=True),
     Field("runs", int, check=positive, flag="--runs"), THREADS, LOG,
 )
 

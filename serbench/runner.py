@@ -320,6 +320,18 @@ class Runner:
         calib, ids = self._calibration(fold) if recipe.calibration else (None, None)
         return cache.build(self.entry, recipe, backbone or (self.model, self.weights), calib, ids)
 
+    def fit_probe(self, fold) -> tuple:
+        """``(head, details, hardware)``: the fold's probe head, trained on the reference's embeddings
+        of the training split and chosen on the validation split (what every recipe's test
+        embeddings are scored with; ``serbench tune --metric ua`` scores validation with it)."""
+        key32, enc32, _ = self._encoder(self.fp32, fold, (self.model, self.weights))
+        hardware = {"train_val_embeddings": provenance.hardware(getattr(enc32, "device", "cpu"))}
+        Xt = self._embed(fold.train, enc32, key32, f"fold {fold.index} embed train")
+        Xv = self._embed(fold.val, enc32, key32, f"fold {fold.index} embed val")
+        fitted = heads.fit(self.head, Xt, self._labels(fold.train), Xv, self._labels(fold.val), self.classes,
+                           seed=self.seed)
+        return fitted.model, fitted.summary, hardware
+
     def fold_records(self, fold, pending) -> list[dict]:
         """One fold for the ``pending`` recipes: the head trained (on the training split, chosen on
         validation) and each recipe's test predictions, as plain data (:meth:`write` stores them).
@@ -327,12 +339,7 @@ class Runner:
         s = self.spec
         yt, yv = self._labels(fold.train), self._labels(fold.val)
         if s.mode == "probe":
-            key32, enc32, _ = self._encoder(self.fp32, fold, (self.model, self.weights))
-            hardware = {"train_val_embeddings": provenance.hardware(getattr(enc32, "device", "cpu"))}
-            Xt = self._embed(fold.train, enc32, key32, f"fold {fold.index} embed train")
-            Xv = self._embed(fold.val, enc32, key32, f"fold {fold.index} embed val")
-            fitted = heads.fit(self.head, Xt, yt, Xv, yv, self.classes, seed=self.seed)
-            head, details = fitted.model, fitted.summary
+            head, details, hardware = self.fit_probe(fold)
             backbone = (self.model, self.weights)
         else:
             ft = finetune(copy.deepcopy(self.model), self._waves(fold.train), yt, self._waves(fold.val), yv,
