@@ -64,11 +64,12 @@ class ValidationTrials:
         synth = " (SYNTHETIC)" if all(src.synthetic for src in r.sources.values()) else ""
         self.source = {
             "kind": "validation", "protocol": r.protocol.name, "data": names + synth, "seed": self.seed,
-            "folds": len(r.folds), "utterances": len(keys), "speakers": len(set(self.speakers)),
+            "folds": len(r.folds), "utterances": len(keys), "distinct_utterances": len(set(keys)),
+            "speakers": len(set(self.speakers)),
             "head": r.head.name, "reference_ua": self.ref_ua,
             "description": (f"validation UA under protocol {r.protocol.name} on {names}{synth}: "
-                            f"{len(keys)} validation utterances of {len(set(self.speakers))} speakers over "
-                            f"{len(r.folds)} folds (seed {self.seed}), {r.head.name} heads trained on "
+                            f"{len(keys)} validation predictions{_distinct(keys)} of {len(set(self.speakers))} "
+                            f"speakers over {len(r.folds)} folds (seed {self.seed}), {r.head.name} heads trained on "
                             f"{self.reference.name} training embeddings and chosen on validation; "
                             f"{self.reference.name} scores UA {100 * self.ref_ua:.1f} there; every fold's "
                             "artefact calibrated on that fold's training utterances; no test utterance read")}
@@ -100,6 +101,12 @@ class ValidationTrials:
                 "mcnemar_p": stats.mcnemar(self.y_true, self.ref_pred, got["pred"])["p_value"],
                 "agreement": stats.agreement(self.ref_pred, got["pred"])}
         return self.done[key]
+
+
+def _distinct(keys) -> str:
+    """`` (300 distinct utterances)`` when a speaker validates more than one fold, else nothing."""
+    n = len(set(keys))
+    return "" if n == len(keys) else f" ({n} distinct utterances: a speaker may validate several folds)"
 
 
 def _ua(y_true, y_pred, classes) -> float:

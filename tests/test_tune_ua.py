@@ -87,7 +87,7 @@ def test_scores_are_pooled_validation_ua_paired_with_the_reference(tuned, home):
 def test_greedy_keeps_the_most_ua_sensitive_groups_until_the_target(tuned):
     r, threshold = tuned["hard"], -tuned["drop"] / 100
     assert r["base"]["ua_delta"] < threshold <= r["final"]["ua_delta"] + 1e-12
-    ranked = [g["group"] for g in sorted(r["groups"], key=lambda g: (-g["ua_delta"], -g["fidelity"]))]
+    ranked = [g["group"] for g in sorted(r["groups"], key=lambda g: -g["fidelity"])]   # by validation cosine
     assert r["chosen"] == ranked[:len(r["chosen"])] and r["chosen"]
     met = [s["ua_delta"] >= threshold - 1e-12 for s in r["steps"]]
     assert met == [False] * (len(met) - 1) + [True]
@@ -148,3 +148,23 @@ def test_a_drop_outside_its_range_is_refused_by_the_options_table(bad, tmp_path)
     with pytest.raises(SerbenchError, match=r"max_ua_drop.*--max-ua-drop.*\[0, 100\)"):
         serbench.tune("tiny", "static-int8", weights="random:0", metric="ua", protocol="loso", max_ua_drop=bad,
                       synthetic=True, home=tmp_path)
+
+
+def test_a_target_met_only_with_every_group_float_writes_nothing(tuned, home, monkeypatch):
+    """That recipe is the reference graph with quantise/dequantise pairs: slower, nothing gained.
+    Made by scoring every candidate short of the target except the one with every group float."""
+    from serbench.validation_trials import ValidationTrials
+
+    base = registry.load_recipe("static-int8").options.get("nodes_to_exclude", [])
+    every = len(base) + sum(len(g["nodes"]) for g in tuned["hard"]["groups"])
+    real = ValidationTrials.__call__
+
+    def only_every(self, recipe):
+        m = real(self, recipe)
+        return {**m, "ua_delta": 0.0 if len(recipe.options.get("nodes_to_exclude", [])) >= every else -0.5}
+
+    monkeypatch.setattr(ValidationTrials, "__call__", only_every)
+    with pytest.raises(SerbenchError, match=r"met only with all \d+ node groups .* nothing written\. The base's "
+                                            r"validation ΔUA is"):
+        mixed_precision.tune("tiny", "static-int8", None, "random:0", max_ua_drop=0.1, name="never-ua", **SMALL)
+    assert not (home / "registry" / "recipes" / "never-ua.yaml").exists()

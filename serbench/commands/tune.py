@@ -1,7 +1,7 @@
-"""``serbench tune --model M --recipe R --min-fidelity F [--weights W] [--out FILE] [--name NAME]``:
-keep the most fidelity-sensitive node groups of a quantised recipe in float until it reaches the
-target, and write that as a new recipe file (:func:`serbench.mixed_precision.tune` does the work;
-this module parses and prints).
+"""``serbench tune --model M --recipe R (--min-fidelity F | --metric ua --protocol P --max-ua-drop D
+(--data NAME=PATH | --synthetic)) [--weights W] [--out FILE] [--name NAME]``: keep the most sensitive
+node groups of a quantised recipe in float until it reaches the target, and write that as a new
+recipe file (:func:`serbench.mixed_precision.tune` does the work; this module parses and prints).
 """
 from __future__ import annotations
 
@@ -62,10 +62,11 @@ def _score(m: dict, metric: str) -> str:
 
 
 def table(result: dict) -> str:
+    from serbench.mixed_precision import ranked
+
     metric = result["metric"]
-    key = (lambda s: -s["fidelity"]) if metric == "fidelity" else (lambda s: (-s["ua_delta"], -s["fidelity"]))
     rows = [(("*" if s["group"] in result["chosen"] else ""), s["group"], len(s["nodes"]), _score(s, metric),
-             f"{s['fidelity']:.5f}") for s in sorted(result["groups"], key=key)]
+             f"{s['fidelity']:.5f}") for s in ranked(result["groups"])]
     heads = ["float", "node group", "nodes", "cos if only it is float"] if metric == "fidelity" else \
         ["float", "node group", "nodes", "val ΔUA if only it is float", "val cos"]
     return tabulate([r[:len(heads)] for r in rows], headers=heads)
