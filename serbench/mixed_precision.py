@@ -314,6 +314,8 @@ def tune(model: str, recipe: str, min_fidelity: float | None = None, weights: st
     if not groups:
         raise SerbenchError(f"recipe {base.name!r} quantises no node of {entry.name!r} that tune can find")
     log(f"  {base.name}: {goal.show(base_m[goal.key])}, {base_m['size_mb']} MB; {len(groups)} quantised node groups")
+    if goal.metric == "ua" and base_m["delta_ua"]["low"] <= 0 <= base_m["delta_ua"]["high"]:
+        notes.append(_resolution(goal, base_m))
     order = list(groups)
 
     def nodes(chosen):

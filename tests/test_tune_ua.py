@@ -122,6 +122,8 @@ def test_the_command_line_prints_validation_scores(tuned, home, capsys):
                      "--name", "cli-ua"]) == 0
     out = capsys.readouterr().out
     assert "val ΔUA [95% CI]" in out and "no test utterance read" in out and "RANDOM-INIT" in out
+    d = tuned["hard"]["base"]["delta_ua"]
+    assert ("cannot tell the base from the reference" in out) == (d["low"] <= 0 <= d["high"])
     assert f"{100 * tuned['hard']['final']['ua']:.1f}" in out
     assert registry.load_recipe("cli-ua").options == registry.load_recipe("hard-ua").options
 
