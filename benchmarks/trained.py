@@ -14,7 +14,7 @@ the machine that measured them:
 2. ``serbench run`` in probe mode per cell (default: 4-class speaker-kfold, 4-class
    leave-one-speaker-out, 8-class speaker-kfold), every recipe on the same folds and heads: UA with
    its 95 % speaker-bootstrap interval, ΔUA vs fp32 with its paired interval, McNemar p,
-   agreement, and the verdict serbench prints (equivalent only inside ±2 points).
+   agreement, and the verdict serbench prints (equivalent only inside ±1 point, its default margin).
 
 A recipe that cannot apply to the model refuses by name when it is built (the int4-* recipes
 name wav2vec2 nodes; ``whisper-int4`` is Whisper's): that cell prints the refusal instead of a
@@ -97,7 +97,7 @@ def main(argv=None) -> int:
             if pr:
                 row["paired"] = {"delta": pr["ua"]["delta"], "low": pr["ua"]["low"], "high": pr["ua"]["high"],
                                  "mcnemar_p": pr["mcnemar"]["p_value"], "agreement": pr["agreement"],
-                                 "verdict": fmt.verdict(pr["ua"]["low"], pr["ua"]["high"])}
+                                 "verdict": fmt.paired_verdict(pr)}
             rows.append(row)
         out["cells"].append({"label_map": label_map, "protocol": protocol, "rows": rows,
                              "seconds": time.perf_counter() - t0})

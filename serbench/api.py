@@ -35,7 +35,7 @@ RUN_COLUMNS = ("run_id", "model", "recipe", "protocol", "mode", "head", "label_m
                "ua", "ua_ci_low", "ua_ci_high", "ua_fold_mean", "ua_fold_std",
                "wa", "wa_ci_low", "wa_ci_high", "macro_f1", "macro_f1_ci_low", "macro_f1_ci_high",
                "size_mb", "latency_p50_ms", "delta_ua", "delta_ua_ci_low", "delta_ua_ci_high",
-               "delta_ua_p", "mcnemar_p", "agreement", "verdict", "speakers",
+               "delta_ua_p", "delta_ua_mdd", "mcnemar_p", "agreement", "verdict", "speakers",
                "shared_speakers_train_test", "weights", "synthetic", "flags", "skipped_files")
 
 
@@ -56,7 +56,7 @@ def run(model: str, protocol: str, recipes=("fp32",), *, home: str | Path | None
     recipes = (recipes,) if isinstance(recipes, str) else recipes
     checked = opts.check_run(dict(model=model, protocol=protocol, recipes=recipes, home=home, store=store,
                                   resume=resume, progress=progress, log=log, **options))
-    front = {k: checked.pop(k, None) for k in ("home", "store", "resume", "progress", "log")}
+    front = {k: checked.pop(k, None) for k in ("home", "store", "resume", "progress", "log", "margin")}
     from serbench.finetune import FinetuneConfig
     from serbench.runner import Runner, RunSpec
 
@@ -70,8 +70,9 @@ def run(model: str, protocol: str, recipes=("fp32",), *, home: str | Path | None
                         progress=bool(front["progress"]), log=front["log"] or (lambda *_: None))
         results = runner.run()
     records = run_records(runner, results)
-    df = pd.DataFrame([_flat(r) for r in records], columns=list(RUN_COLUMNS))
+    df = pd.DataFrame([_flat(r, front["margin"]) for r in records], columns=list(RUN_COLUMNS))
     df.attrs["runs"], df.attrs["notes"] = records, list(runner.notes)
+    df.attrs["margin"] = _margin(front["margin"])
     df.attrs["seed"], df.attrs["title"] = runner.seed, _title(runner)
     return df
 
@@ -100,16 +101,21 @@ def run_records(runner, results) -> list[dict]:
     return out
 
 
-def verdict(paired: dict) -> str:
-    """What the interval of a compressed run's UA difference to the reference says
-    (:func:`serbench.fmt.verdict`, the one wording used everywhere)."""
+def _margin(margin: float | None) -> float:
     from serbench import fmt
 
-    ua = paired["ua"]
-    return fmt.verdict(ua["low"], ua["high"], paired["reference_recipe"], ua["covers_zero"])
+    return fmt.EQUIVALENCE_MARGIN if margin is None else margin
 
 
-def _flat(r: dict) -> dict:
+def verdict(paired: dict, margin: float | None = None) -> str:
+    """What the interval of a compressed run's UA difference to the reference says at ``margin``
+    points (:func:`serbench.fmt.verdict`, the one wording used everywhere)."""
+    from serbench import fmt
+
+    return fmt.paired_verdict(paired, _margin(margin))
+
+
+def _flat(r: dict, margin: float | None = None) -> dict:
     ci, p = r["ci"], r["paired"]
     row = {k: r[k] for k in ("run_id", "model", "recipe", "protocol", "mode", "head", "label_maps", "size_mb",
                              "latency_p50_ms", "shared_speakers_train_test", "weights", "synthetic", "flags",
@@ -120,8 +126,8 @@ def _flat(r: dict) -> dict:
     row["speakers"] = ci["clusters"]
     if p:
         row.update(delta_ua=p["ua"]["delta"], delta_ua_ci_low=p["ua"]["low"], delta_ua_ci_high=p["ua"]["high"],
-                   delta_ua_p=p["ua"]["p_value"], mcnemar_p=p["mcnemar"]["p_value"], agreement=p["agreement"],
-                   verdict=verdict(p))
+                   delta_ua_p=p["ua"]["p_value"], delta_ua_mdd=p["ua"].get("mdd"), mcnemar_p=p["mcnemar"]["p_value"],
+                   agreement=p["agreement"], verdict=verdict(p, margin))
     return row
 
 
@@ -217,12 +223,15 @@ def sweep(grid: str | Path, *, ray: str | None = None, resume: bool = False, syn
 
 
 def compare(store: str | Path | None = None, runs: list[int] | None = None, out: str | Path | None = None, *,
-            figures: bool = True, force: bool = False, home: str | Path | None = None):
+            figures: bool = True, force: bool = False, home: str | Path | None = None, margin: float | None = None):
     """``serbench compare``: the report on stored runs, a :class:`serbench.report.Report` whose
     tables are DataFrames (``runs`` with Pareto fronts, ``paired``, ``speakers``, ``leakage``,
     ``cross``) and, with ``figures``, its plots. With ``out`` the report is also written there
     (HTML, Markdown, CSV, plots; ``rep.files`` lists them); ``out`` must be new, empty or an
-    earlier report unless ``force``, and is checked before any work is done."""
+    earlier report unless ``force``, and is checked before any work is done. ``margin``: the
+    equivalence margin of the verdicts, in UA points (default :data:`serbench.fmt.EQUIVALENCE_MARGIN`)."""
+    opts.check(opts.COMPARE, dict(store=store, runs=runs, out=out, figures=figures, force=force, home=home,
+                                  margin=margin))
     from serbench import report
     from serbench import store as store_mod
     from serbench.runtable import open_store
@@ -230,7 +239,7 @@ def compare(store: str | Path | None = None, runs: list[int] | None = None, out:
     with paths.using_home(home):
         target = report.check_out(out, force) if out is not None else None
         with open_store(Path(store) if store is not None else store_mod.default_path()) as db:
-            rep = report.build(db, runs, figures=figures or target is not None)
+            rep = report.build(db, runs, figures=figures or target is not None, margin=_margin(margin))
         if target is not None:
             report.write(rep, target, force=force)
     return rep

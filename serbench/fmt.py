@@ -58,7 +58,16 @@ def ci(value, low, high, scale: float = 100, spec: str = ".1f", missing: str = M
     text = _signed(scale * value, spec)
     if low is None or high is None:
         return text
-    return f"{text} [{_signed(scale * low, spec)}, {_signed(scale * high, spec)}]"
+    return f"{text} [{_edge(scale * low, spec)}, {_edge(scale * high, spec)}]"
+
+
+def _edge(x: float, spec: str) -> str:
+    """An interval edge; a difference's (``spec`` "+...") edge that is not 0 but would round to it
+    shows two significant digits (``+0.0040``): a "+0.0" must never hide the sign a verdict read."""
+    text = _signed(x, spec)
+    if spec.startswith("+") and float(text) == 0 and abs(x) > 1e-9:
+        return format(x, f"+.{1 - math.floor(math.log10(abs(x)))}f")
+    return text
 
 
 def _signed(x: float, spec: str) -> str:
@@ -73,19 +82,24 @@ def p_value(x, missing: str = MISSING) -> str:
     return missing if x is None else ("< 0.001" if x < 0.001 else f"{x:.3f}")
 
 
-#: the ΔUA (a fraction) within which a compressed model counts as equivalent to its reference:
-#: its whole interval must lie inside ±2 points (the margin the issues' targets use)
-EQUIVALENCE_MARGIN = 0.02
+#: the ΔUA (in points) within which a compressed model counts as equivalent to its reference: its
+#: whole paired interval must lie inside ±1 point (an option of run and compare: --margin)
+EQUIVALENCE_MARGIN = 1.0
 
 
-def verdict(low, high, reference: str = "fp32", covers_zero=None, margin: float = EQUIVALENCE_MARGIN) -> str:
-    """What a difference's interval can say, and no more:
+def verdict(low, high, reference: str = "fp32", covers_zero=None, margin: float = EQUIVALENCE_MARGIN,
+            step=None) -> str:
+    """What a difference's interval (fractions) can say, and no more; ``margin`` in points:
 
-    * "worse than fp32" / "better than fp32": the whole interval is below / above 0;
-    * "equivalent to fp32 (within ±2.0 points)": it covers 0 and lies inside ±``margin``;
-    * "inconclusive vs fp32": it covers 0 but reaches beyond the margin. Absence of evidence of a
-      difference is not evidence of its absence: 16 test utterances give ΔUA −6.2 [−18.8, +0.0],
-      which a "covers 0" rule called indistinguishable.
+    * "worse than fp32" / "better than fp32": the whole interval is below / above 0, by more than
+      half of ``step`` (the smallest change one utterance makes): a bound that sits on 0 only
+      because UA moves in whole utterances touches 0;
+    * "equivalent to fp32 (within ±1.0 points)": it lies inside ±``margin``, and one utterance
+      (``step``) moves UA by no more than the margin (else identical predictions on 6 utterances
+      would count as proof);
+    * "inconclusive vs fp32 at ±1.0 points": neither. Absence of evidence of a difference is not
+      evidence of its absence: 16 test utterances give ΔUA −6.2 [−18.8, +0.0], which a "covers 0"
+      rule called indistinguishable (:func:`resolution` says what the comparison could resolve).
 
     "—" without an interval; given only ``covers_zero``: "inconclusive" or "different from"."""
     low, high = finite(low), finite(high)
@@ -93,13 +107,37 @@ def verdict(low, high, reference: str = "fp32", covers_zero=None, margin: float 
         if covers_zero is None:
             return MISSING
         return f"inconclusive vs {reference}" if covers_zero else f"different from {reference}"
-    if high < 0:
+    touch = (finite(step) or 0.0) / 2
+    if high < -touch:
         return f"worse than {reference}"
-    if low > 0:
+    if low > touch:
         return f"better than {reference}"
-    if -margin <= low and high <= margin:
-        return f"equivalent to {reference} (within ±{100 * margin:.1f} points)"
-    return f"inconclusive vs {reference}"
+    m = margin / 100
+    if -m <= low and high <= m and touch * 2 <= m:   # a test set whose one utterance outweighs the margin resolves none
+        return f"equivalent to {reference} (within ±{margin:.1f} points)"
+    return f"inconclusive vs {reference} at ±{margin:.1f} points"
+
+
+def paired_verdict(paired: dict, margin: float = EQUIVALENCE_MARGIN) -> str:
+    """:func:`verdict` of a stored paired comparison's ΔUA (``summary["paired"]``)."""
+    ua = paired.get("ua") or {}
+    return verdict(ua.get("low"), ua.get("high"), paired.get("reference_recipe") or "fp32", ua.get("covers_zero"),
+                   margin, ua.get("step"))
+
+
+def resolution(paired: dict, margin: float = EQUIVALENCE_MARGIN) -> str | None:
+    """Why a comparison is inconclusive: ``16 test utterances from 2 speakers cannot resolve ±1.0
+    points (minimum detectable ΔUA 14.0 points)``; None when its verdict is not inconclusive or the
+    stored comparison predates the minimum detectable difference."""
+    ua = paired.get("ua") or {}
+    if not paired_verdict(paired, margin).startswith("inconclusive") or finite(ua.get("mdd")) is None:
+        return None
+    n, k = paired.get("utterances"), paired.get("clusters")
+    who = f"{n} test utterances from {k} speakers" if n and k else "its test utterances"
+    step = finite(ua.get("step"))
+    one = f"; one utterance moves UA by {100 * step:.1f} points" if step and 100 * step > margin else ""
+    return (f"{who} cannot resolve ±{margin:.1f} points (minimum detectable ΔUA "
+            f"{100 * ua['mdd']:.1f} points, 80 % power{one})")
 
 
 def positions(value: str | None) -> str:

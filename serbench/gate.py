@@ -242,7 +242,8 @@ def _check_ua_paired(out: Outcome, name: str, base: dict, cur: dict, tol: float,
     classes = base.get("classes") or sorted({b[u][1] for u in utts})
     res = stats.paired_bootstrap([b[u][1] for u in utts], [b[u][2] for u in utts], [c[u][2] for u in utts],
                                  speakers, classes, n_resamples=n_resamples, seed=seed)["ua"]
-    status = "REGRESSED" if res["high"] < -tol - EPS else ("improved" if res["low"] > EPS else "ok")
+    touch = (res.get("step") or 0.0) / 2   # fmt.verdict's rule: a bound within half an utterance's step touches 0
+    status = "REGRESSED" if res["high"] < -tol - EPS else ("improved" if res["low"] > max(EPS, touch) else "ok")
     change = f"{res['delta']:+.4f} [{res['low']:+.4f}, {res['high']:+.4f}]"
     out.rows.append(_row(name, "ΔUA paired", base["ua"], cur["ua"], status, change, f"-{tol:.4f}"))
     if status == "REGRESSED":

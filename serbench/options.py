@@ -67,6 +67,8 @@ HOME = Field("home", PATH, nullable=True)
 WEIGHTS = Field("weights", str, check=non_empty, flag="--weights")
 MODEL = Field("model", str, required=True, check=non_empty, flag="--model")
 RECIPES = Field("recipes", (list, tuple), check=_names, flag="--recipe")
+#: the equivalence margin of every verdict, in UA points (serbench.fmt.EQUIVALENCE_MARGIN's default)
+MARGIN = Field("margin", float, nullable=True, check=within(0, 100, lo_open=False, hi_open=True), flag="--margin")
 
 
 # -- training configurations (types and ranges; the defaults are the dataclasses') ---------------
@@ -106,7 +108,7 @@ RUN = (
     Field("synthetic_size", str, choices=SYNTHETIC_SIZES, flag="--synthetic-size"),
     dataclasses.replace(SEED, nullable=True),   # None: the protocol's seed
     Field("calibration_clips", int, check=positive), Field("measure", bool, flag="--no-measure"),
-    Field("n_resamples", int, check=positive), Field("finetune", check=_finetune_config), _EPOCHS,
+    Field("n_resamples", int, check=positive), Field("finetune", check=_finetune_config), _EPOCHS, MARGIN,
 )
 
 BENCH = (
@@ -136,6 +138,12 @@ TUNE = (
     Field("calibration", int, check=positive, flag="--calibration"),
     Field("probe_data", str, check=non_empty, flag="--probe-data"), dataclasses.replace(SEED, nullable=True),
     Field("runs", int, check=positive, flag="--runs"), THREADS, LOG,
+)
+
+COMPARE = (
+    Field("store", PATH, nullable=True, flag="--store"), Field("runs", (list, tuple), nullable=True, flag="--runs"),
+    Field("out", PATH, nullable=True, flag="--out"), Field("figures", bool), Field("force", bool, flag="--force"),
+    HOME, MARGIN,
 )
 
 SWEEP = (

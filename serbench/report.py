@@ -33,7 +33,7 @@ from tabulate import tabulate
 
 from serbench import __version__, atomic
 from serbench.errors import SerbenchError
-from serbench.fmt import audit_text, ci, mean_std, num, p_value, pct, plot_label
+from serbench.fmt import EQUIVALENCE_MARGIN, audit_text, ci, mean_std, num, p_value, pct, plot_label
 from serbench.runtable import add_fronts, run_table, select_runs
 from serbench.store import Store
 from serbench.views import (PAIRED_COLUMNS, SPEAKER_COLUMNS, cross_corpus_table, leakage_table, paired_table,
@@ -57,13 +57,16 @@ class Report:
     paired: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=PAIRED_COLUMNS))
     speakers: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=SPEAKER_COLUMNS))
     files: list[Path] = field(default_factory=list)  # what write() wrote, once written
+    margin: float = EQUIVALENCE_MARGIN   # of the verdicts, in UA points
 
 
-def build(db: Store, run_ids: list[int] | None = None, figures: bool = True) -> Report:
-    """Read the store and assemble every table (and, with ``figures``, every plot)."""
+def build(db: Store, run_ids: list[int] | None = None, figures: bool = True,
+          margin: float = EQUIVALENCE_MARGIN) -> Report:
+    """Read the store and assemble every table (and, with ``figures``, every plot); ``margin``: the
+    verdicts' equivalence margin in UA points."""
     table = add_fronts(run_table(db, select_runs(db.runs(), run_ids)))
     rep = Report(table, leakage_table(table, db), cross_corpus_table(table), str(db.path),
-                 paired=paired_table(table), speakers=speakers_table(table))
+                 paired=paired_table(table, margin), speakers=speakers_table(table), margin=margin)
     if figures:
         from serbench import plots  # lazy: matplotlib/seaborn are slow to import; tables alone need neither
 
@@ -147,6 +150,7 @@ def paired_display(t: pd.DataFrame) -> pd.DataFrame:
         "ΔUA points [95% speaker CI]": ci(r["delta_ua"], r["delta_ci_low"], r["delta_ci_high"], spec="+.1f"),
         "p (bootstrap)": p_value(r["p_value"]), "McNemar p": p_value(r["mcnemar_p"]),
         "agreement %": pct(r["agreement"]), "verdict": r["verdict"],
+        "MDD points": num(None if r.get("mdd") is None else 100 * r["mdd"], ".1f"),
         "ΔWA points": ci(r["delta_wa"], r["delta_wa_ci_low"], r["delta_wa_ci_high"], spec="+.1f"),
         "Δmacro-F1 points": ci(r["delta_macro_f1"], r["delta_macro_f1_ci_low"], r["delta_macro_f1_ci_high"],
                                 spec="+.1f"),
@@ -295,8 +299,12 @@ def _sections(rep: Report) -> list[tuple[str, str, pd.DataFrame | None, list[str
          "utterances, folds and heads): difference new minus fp32 in points, with a paired bootstrap over "
          "test speakers (95% interval, two-sided p); McNemar's exact test on per-utterance correctness; "
          "agreement: share of utterances with the same predicted class. Verdict: worse or better when the "
-         "whole interval is below or above 0; equivalent when it covers 0 and lies within ±2 points; "
-         "otherwise inconclusive (the data cannot tell).", paired_display(rep.paired) if len(rep.paired) else None, []),
+         "whole interval is below or above 0 (by more than half the smallest step one utterance makes); "
+         f"equivalent when it lies within ±{rep.margin:.1f} points (the margin, --margin); otherwise "
+         "inconclusive (the data cannot tell). MDD: the minimum detectable ΔUA, the true difference this "
+         "comparison would detect with 80 % power at the 95 % level, from the spread of the speaker "
+         "bootstrap; an MDD beyond the margin means the test set is too small to judge.",
+         paired_display(rep.paired) if len(rep.paired) else None, []),
         ("Pareto fronts", "Smaller size or latency and higher UA are better; a run is on the front when no other "
          "run of the same protocol and kind of data is at least as good on every axis and better on one. "
          "n/a: the run lacks that measurement (e.g. made with --no-measure).",

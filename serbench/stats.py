@@ -22,11 +22,13 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+from scipy.stats import norm
 
 from serbench import metrics
 
 N_RESAMPLES = 1000
 CONFIDENCE = 0.95
+POWER = 0.8   # of the minimum detectable difference (paired_bootstrap's mdd)
 SCORES = ("ua", "wa", "macro_f1")
 
 
@@ -101,9 +103,22 @@ def paired_bootstrap(y_true: Sequence, pred_ref: Sequence, pred_new: Sequence, c
     a two-sided bootstrap p-value (twice the smaller tail share of the differences at or beyond 0).
 
     Both systems are scored on the same speaker draws, so the interval is for the difference.
+    Each score also carries what the comparison can resolve:
+
+    * ``sd``: the bootstrap standard deviation of the difference (over speaker draws);
+    * ``mdd``: the *minimum detectable difference*, ``(z(1 - alpha/2) + z(POWER)) * sd``: the true
+      difference this comparison would detect at the interval's level with :data:`POWER`
+      probability; never less than ``step`` (two systems that agree on every utterance vary by
+      nothing, yet a test set cannot resolve less than one utterance);
+    * ``step`` (UA and WA): the smallest change one utterance can make, ``1 / (K * largest class)``
+      for UA and ``1 / N`` for WA; a bound within half a step of 0 touches 0 (:func:`serbench.fmt.verdict`).
     """
     cm_ref, names = _confusions(y_true, pred_ref, clusters, classes)
     cm_new, _ = _confusions(y_true, pred_new, clusters, classes)
+    support = cm_ref.sum(axis=(0, 2))
+    present = support[support > 0]
+    steps = {"ua": 1.0 / (len(present) * present.max()) if present.size else None,
+             "wa": 1.0 / support.sum() if support.sum() else None}
     w = _draws(len(names), n_resamples, seed)
     ref, new = (from_confusion(np.einsum("bc,cij->bij", w, cm)) for cm in (cm_ref, cm_new))
     point_ref, point_new = from_confusion(cm_ref.sum(axis=0)), from_confusion(cm_new.sum(axis=0))
@@ -114,8 +129,14 @@ def paired_bootstrap(y_true: Sequence, pred_ref: Sequence, pred_new: Sequence, c
         d = d[~np.isnan(d)]
         low, high = _interval(d, confidence)
         p = min(1.0, 2.0 * min(np.mean(d <= 0), np.mean(d >= 0))) if d.size else float("nan")
+        sd = float(np.std(d, ddof=1)) if d.size > 1 else float("nan")
+        step = steps.get(key)
+        mdd = float((norm.ppf(1 - (1 - confidence) / 2) + norm.ppf(POWER)) * sd)
         out[key] = {"delta": float(point_new[key] - point_ref[key]), "low": low, "high": high,
-                    "p_value": float(p), "covers_zero": bool(low <= 0 <= high)}
+                    "p_value": float(p), "covers_zero": bool(low <= 0 <= high), "sd": sd,
+                    "mdd": mdd if step is None else max(mdd, float(step)),
+                    "step": None if step is None else float(step)}
+    out["utterances"] = int(len(y_true))
     return out
 
 

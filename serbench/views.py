@@ -8,8 +8,9 @@ Why a module of their own: the run table is what ``serbench gate`` and :func:`se
 need; these views are what only the report needs. Every pairing goes through
 :func:`serbench.runtable.comparable`. The uncertainty they carry (see :mod:`serbench.stats`): a
 compressed run's difference to fp32 is the paired bootstrap ``serbench run`` stored in
-``summary["paired"]``, with a verdict (:func:`serbench.fmt.verdict`): "equivalent" only when its
-interval lies within ±2 points, "inconclusive" when it covers 0 but reaches beyond;
+``summary["paired"]``, with a verdict (:func:`serbench.fmt.paired_verdict`): "equivalent" only when
+its interval lies within the margin (±1 point by default), "inconclusive" when it covers 0 but
+reaches beyond, and the minimum detectable difference that says how far the test set resolves;
 the leakage gap gets a paired speaker-clustered interval computed here from both runs' stored
 predictions. Runs stored before these existed are left out of these views; nothing fails on them.
 """
@@ -18,7 +19,7 @@ from __future__ import annotations
 import pandas as pd
 
 from serbench import stats
-from serbench.fmt import audit_text, finite, verdict
+from serbench.fmt import EQUIVALENCE_MARGIN, audit_text, finite, paired_verdict, resolution
 from serbench.runtable import comparable
 from serbench.store import Store
 
@@ -114,12 +115,12 @@ def leakage_interval(random_preds: pd.DataFrame, si_preds: pd.DataFrame, classes
 
 PAIRED_COLUMNS = ["run_id", "model", "recipe", "reference_run", "reference_recipe", "protocol", "label_map", "head",
                   "mode", "delta_ua", "delta_ci_low", "delta_ci_high", "p_value", "mcnemar_p", "agreement",
-                  "verdict", "delta_wa", "delta_wa_ci_low", "delta_wa_ci_high", "delta_macro_f1",
+                  "verdict", "mdd", "resolution", "delta_wa", "delta_wa_ci_low", "delta_wa_ci_high", "delta_macro_f1",
                   "delta_macro_f1_ci_low", "delta_macro_f1_ci_high", "clusters", "n_resamples", "confidence",
                   "marks"]
 
 
-def paired_table(table: pd.DataFrame) -> pd.DataFrame:
+def paired_table(table: pd.DataFrame, margin: float = EQUIVALENCE_MARGIN) -> pd.DataFrame:
     """One row per run with a stored paired comparison to the reference (fp32) run of its
     invocation (``summary["paired"]``): the differences (new minus fp32) of UA, WA and macro-F1
     with their speaker-clustered intervals, the bootstrap p-value of ΔUA, McNemar's exact p,
@@ -138,7 +139,8 @@ def paired_table(table: pd.DataFrame) -> pd.DataFrame:
             "mode": r["mode"], "delta_ua": finite(d["ua"].get("delta")), "delta_ci_low": finite(d["ua"].get("low")),
             "delta_ci_high": finite(d["ua"].get("high")), "p_value": finite(d["ua"].get("p_value")),
             "mcnemar_p": finite(mc.get("p_value")), "agreement": finite(p.get("agreement")),
-            "verdict": verdict(d["ua"].get("low"), d["ua"].get("high"), ref, d["ua"].get("covers_zero")),
+            "verdict": paired_verdict(p, margin), "mdd": finite(d["ua"].get("mdd")),
+            "resolution": resolution(p, margin),
             **{f"delta_{k}{suffix}": finite(d[k].get(src)) for k in ("wa", "macro_f1")
                for suffix, src in (("", "delta"), ("_ci_low", "low"), ("_ci_high", "high"))},
             "clusters": p.get("clusters"), "n_resamples": p.get("n_resamples"), "confidence": p.get("confidence"),

@@ -34,7 +34,12 @@ def test_compressed_rows_carry_the_paired_comparison(tmp_path):
     assert pd.isna(ref["delta_ua"]) and pd.isna(ref["verdict"])            # fp32 is the reference
     assert abs(new["delta_ua"] - (new["ua"] - ref["ua"])) < 1e-12
     assert new["delta_ua_ci_low"] <= new["delta_ua"] <= new["delta_ua_ci_high"]
-    assert new["verdict"].endswith("fp32") and 0 <= new["agreement"] <= 1
+    assert "fp32" in new["verdict"] and 0 <= new["agreement"] <= 1
+    paired = df.attrs["runs"][1]["paired"]
+    assert new["verdict"] == serbench.api.verdict(paired) and new["delta_ua_mdd"] == paired["ua"]["mdd"] >= 0
+    wide = max(abs(new["delta_ua_ci_low"]), abs(new["delta_ua_ci_high"])) * 100 + 0.1
+    if not new["verdict"].startswith(("worse", "better")):   # else no margin makes it equivalent
+        assert serbench.api.verdict(paired, margin=wide).startswith("equivalent")   # the margin reaches it
 
 
 def test_bench_returns_one_row_per_recipe(tmp_path):

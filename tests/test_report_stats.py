@@ -104,33 +104,86 @@ def test_paired_csv_has_one_row_per_compressed_run_with_its_stored_test(hand, tm
 
 
 def test_verdict_reads_the_interval():
-    assert fmt.verdict(-0.1, 0.05) == "inconclusive vs fp32"   # covers 0, reaches beyond the margin
-    assert fmt.verdict(-0.188, 0.0) == "inconclusive vs fp32"  # touching 0 covers it: not evidence of no loss
-    assert fmt.verdict(-0.015, 0.0) == "equivalent to fp32 (within ±2.0 points)"
-    assert fmt.verdict(-0.02, 0.02) == "equivalent to fp32 (within ±2.0 points)"  # the margin's edges are in
-    assert fmt.verdict(-0.021, 0.01) == "inconclusive vs fp32"
+    inconclusive = "inconclusive vs fp32 at ±1.0 points"
+    assert fmt.verdict(-0.1, 0.05) == inconclusive   # covers 0, reaches beyond the margin
+    assert fmt.verdict(-0.188, 0.0) == inconclusive  # touching 0 covers it: not evidence of no loss
+    assert fmt.verdict(-0.01, 0.0) == "equivalent to fp32 (within ±1.0 points)"
+    assert fmt.verdict(-0.01, 0.01) == "equivalent to fp32 (within ±1.0 points)"  # the margin's edges are in
+    assert fmt.verdict(-0.011, 0.005) == inconclusive
     assert fmt.verdict(-0.1, -0.01) == "worse than fp32"
     assert fmt.verdict(-0.015, -0.001) == "worse than fp32"   # a real difference, however small
     assert fmt.verdict(0.01, 0.2) == "better than fp32"
-    assert fmt.verdict(-0.05, 0.05, margin=0.05).startswith("equivalent to fp32 (within ±5.0 points)")
+    assert fmt.verdict(-0.05, 0.05, margin=5.0).startswith("equivalent to fp32 (within ±5.0 points)")
+    assert fmt.verdict(-0.05, 0.05, margin=4.9) == "inconclusive vs fp32 at ±4.9 points"
     assert fmt.verdict(None, None) == "—" and fmt.verdict(float("nan"), 0.1) == "—"
     assert fmt.verdict(None, None, covers_zero=True) == "inconclusive vs fp32"
     assert fmt.verdict(None, None, covers_zero=False) == "different from fp32"
 
 
+def test_a_bound_within_half_an_utterance_step_of_zero_touches_it():
+    """The sweep case: +0.9 [+0.0, +1.9] read "better" on a lower bound that was 0 but for one
+    utterance of rounding. With the comparison's step (one utterance's change of UA) it does not."""
+    step = 1 / (4 * 40)   # 4 classes, 40 utterances in the largest
+    assert fmt.verdict(0.4 * step, 0.019, step=step) == "inconclusive vs fp32 at ±1.0 points"
+    assert fmt.verdict(0.6 * step, 0.019, step=step) == "better than fp32"
+    assert fmt.verdict(-0.019, -0.4 * step, step=step) == "inconclusive vs fp32 at ±1.0 points"
+    assert fmt.verdict(-0.019, -0.6 * step, step=step) == "worse than fp32"
+    assert fmt.verdict(-0.019, -0.4 * step) == "worse than fp32"   # no step given: strictly below 0
+
+
+def test_a_difference_edge_never_prints_a_zero_that_hides_its_sign():
+    assert fmt.ci(0.009, 0.00004, 0.019, spec="+.1f") == "+0.9 [+0.0040, +1.9]"
+    assert fmt.ci(-0.009, -0.019, -0.00004, spec="+.1f") == "-0.9 [-1.9, -0.0040]"
+    assert fmt.ci(0.0, 0.0, 0.0, spec="+.1f") == "+0.0 [+0.0, +0.0]"       # a true 0 stays 0
+    assert fmt.ci(0.61, 0.58, 0.64) == "61.0 [58.0, 64.0]"                   # not a difference: as before
+
+
+def test_paired_bootstrap_reports_the_step_and_minimum_detectable_difference():
+    rng = np.random.default_rng(0)
+    classes = ["a", "b", "c", "d"]
+    y = rng.choice(classes, 400)
+    spk = np.repeat(np.arange(20), 20)
+    flipped = y.copy()
+    flipped[rng.random(400) < 0.1] = "a"
+    small, large = (stats.paired_bootstrap(y[:n], y[:n], flipped[:n], spk[:n], classes) for n in (100, 400))
+    counts = {c: int(np.sum(y[:400] == c)) for c in classes}
+    assert large["ua"]["step"] == pytest.approx(1 / (4 * max(counts.values())))
+    assert large["wa"]["step"] == pytest.approx(1 / 400) and large["utterances"] == 400
+    for r in (small, large):   # mdd = (z_0.975 + z_0.8) * bootstrap sd of the difference
+        assert r["ua"]["mdd"] == pytest.approx((1.959964 + 0.841621) * r["ua"]["sd"], rel=1e-5)
+    assert small["ua"]["mdd"] > large["ua"]["mdd"] > 0   # 5 speakers resolve less than 20
+    same = stats.paired_bootstrap(y, y, y, spk, classes)
+    assert same["ua"]["mdd"] == same["ua"]["step"] and fmt.paired_verdict({**same, "reference_recipe": "fp32"}) == \
+        "equivalent to fp32 (within ±1.0 points)"
+
+
+def test_an_inconclusive_verdict_says_what_the_test_set_cannot_resolve():
+    paired = {"reference_recipe": "fp32", "utterances": 16, "clusters": 2,
+              "ua": {"delta": -0.062, "low": -0.188, "high": 0.0, "mdd": 0.14, "step": 1 / 16}}
+    assert fmt.paired_verdict(paired) == "inconclusive vs fp32 at ±1.0 points"
+    assert fmt.resolution(paired) == ("16 test utterances from 2 speakers cannot resolve ±1.0 points "
+                                      "(minimum detectable ΔUA 14.0 points, 80 % power; one utterance moves "
+                                      "UA by 6.2 points)")
+    fine = {**paired, "ua": {**paired["ua"], "step": 0.005}}
+    assert fmt.resolution(fine).endswith("(minimum detectable ΔUA 14.0 points, 80 % power)")
+    assert fmt.resolution(paired, margin=20.0) is None   # equivalent at ±20: nothing to explain
+    assert fmt.resolution({**paired, "ua": {**paired["ua"], "mdd": None}}) is None   # stored before the MDD
+
+
 def test_a_clear_regression_is_reported_worse_and_a_copy_equivalent(tmp_path):
     path = tmp_path / "s.sqlite"
     with Store(path) as db:
-        ref = write_run(db, "big", "fp32", "loso", [0.8] * 4, speakers=5)
-        bad = write_run(db, "big", "static-int8", "loso", [0.2] * 4, speakers=5, reference=ref)
-        same = write_run(db, "big", "dynamic-int8", "loso", [0.8] * 4, speakers=5, reference=ref)
+        # 3 folds of 40: 30 utterances per class, so one utterance moves UA by 0.8 points, inside the margin
+        ref = write_run(db, "big", "fp32", "loso", [0.8] * 4, speakers=5, folds=3)
+        bad = write_run(db, "big", "static-int8", "loso", [0.2] * 4, speakers=5, reference=ref, folds=3)
+        same = write_run(db, "big", "dynamic-int8", "loso", [0.8] * 4, speakers=5, reference=ref, folds=3)
         older = write_run(db, "big", "fp16", "loso", [0.7] * 4)  # stored before paired tests: no row
     rep = _build(path)
     p = rep.paired.set_index("run_id")
     assert sorted(p.index) == [bad, same] and older in set(rep.runs["run_id"])
     assert p.loc[bad, "delta_ci_high"] < 0 and p.loc[bad, "verdict"] == "worse than fp32"
     assert p.loc[bad, "delta_ua"] == pytest.approx(0.2 - 0.8)
-    assert p.loc[same, "delta_ua"] == 0 and p.loc[same, "verdict"] == "equivalent to fp32 (within ±2.0 points)"
+    assert p.loc[same, "delta_ua"] == 0 and p.loc[same, "verdict"] == "equivalent to fp32 (within ±1.0 points)"
     assert p.loc[same, "agreement"] == 1.0 and p.loc[same, "mcnemar_p"] == 1.0
     shown = report.paired_display(rep.paired).set_index("run")
     lo, hi = p.loc[bad, "delta_ci_low"], p.loc[bad, "delta_ci_high"]
@@ -311,3 +364,16 @@ def test_a_store_of_older_runs_reports_without_the_new_views(tmp_path):
     assert len(leak) == 1 and leak.loc[0, "leakage_ci_unit"] == views.UTTERANCE_UNIT  # from the predictions
     html = (out / "index.html").read_text()
     assert "Compressed vs fp32" in html and "No runs for this view" in html
+
+
+def test_identical_predictions_on_a_few_utterances_are_not_proof_of_equivalence():
+    """Six utterances that fp32 and the compressed model classify alike: ΔUA is exactly 0, yet one
+    utterance moves UA by far more than the margin, so the test set resolves nothing."""
+    y = ["a", "b", "a", "b", "a", "b"]
+    res = stats.paired_bootstrap(y, y, y, [0, 0, 1, 1, 2, 2], ["a", "b"])
+    paired = {**res, "reference_recipe": "fp32"}
+    assert res["ua"]["low"] == res["ua"]["high"] == 0 and res["ua"]["step"] == pytest.approx(1 / 6)
+    assert res["ua"]["mdd"] == pytest.approx(1 / 6)   # floored at one utterance
+    assert fmt.paired_verdict(paired) == "inconclusive vs fp32 at ±1.0 points"
+    assert "one utterance moves UA by 16.7 points" in fmt.resolution(paired)
+    assert fmt.paired_verdict(paired, margin=20.0) == "equivalent to fp32 (within ±20.0 points)"

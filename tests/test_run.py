@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -257,3 +258,15 @@ def test_one_invocation_has_one_id_and_predictions_carry_speakers(shared_home, t
         preds = db.predictions(int(runs["id"].iloc[0]))
     assert runs["invocation"].nunique() == 2 and list(runs.groupby("invocation").size()) == [2, 2]
     assert set(preds["speaker"]) == {f"iemocap/Ses0{s}{g}" for s in range(1, 6) for g in "FM"}
+
+
+def test_production_protocol_says_inconclusive_with_what_it_cannot_resolve(capsys):
+    """The production protocol tests on a handful of utterances: whatever static-int8 does there,
+    the verdict is not "equivalent", and the run says why with the minimum detectable difference."""
+    assert main(["run", "--model", "tiny", "--weights", "random:0", "--protocol", "production", "--synthetic",
+                 "--synthetic-size", "tiny", "--recipe", "fp32,static-int8", "--no-measure", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("2 ") and "static-int8" in line)
+    assert "equivalent" not in row and "MDD points" in out
+    assert re.search(r"run 2 \(static-int8\): \d+ test utterances from \d+ speakers cannot resolve ±1\.0 points "
+                     r"\(minimum detectable ΔUA \d+\.\d points, 80 % power; one utterance moves UA by", out)

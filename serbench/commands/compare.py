@@ -20,6 +20,8 @@ def register(sub) -> None:
     p.add_argument("--force", action="store_true",
                    help="write into --out even if it holds other files (files of the same names are replaced)")
     p.add_argument("--store", help="results database (default $SERBENCH_HOME/results.sqlite)")
+    p.add_argument("--margin", type=float, metavar="POINTS",
+                   help="equivalence margin of the verdicts vs fp32, in UA points (default 1.0)")
     p.set_defaults(func=run)
 
 
@@ -36,7 +38,7 @@ def run(args) -> int:
     from serbench import api, report
 
     out = Path(args.out) if args.out else report.default_out()
-    rep = api.compare(args.store, parse_ids(args.runs), out=out, force=args.force)
+    rep = api.compare(args.store, parse_ids(args.runs), out=out, force=args.force, margin=args.margin)
     print(f"report on {len(rep.runs)} run(s) ({', '.join(map(str, rep.runs['run_id']))}) written to {out}:")
     for path in rep.files:
         print(f"  {path}")

@@ -33,6 +33,8 @@ def register(sub) -> None:
     p.add_argument("--no-measure", action="store_true", help="skip latency/memory/energy measurement")
     p.add_argument("--resume", action="store_true", help="continue the unfinished run with this configuration")
     p.add_argument("--store", help="results database (default $SERBENCH_HOME/results.sqlite)")
+    p.add_argument("--margin", type=float, metavar="POINTS",
+                   help="equivalence margin of the verdicts vs fp32, in UA points (default 1.0)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bars or fold log")
     p.set_defaults(func=run)
@@ -50,6 +52,7 @@ def run(args) -> int:
         data=sources.parse_data_args(args.data), synthetic=args.synthetic,
         synthetic_size=args.synthetic_size, seed=args.seed, measure=not args.no_measure,
         epochs=args.epochs,   # None: the trainer's default; 0 or less is refused, not replaced
+        margin=args.margin,
     )
     for note in df.attrs["notes"]:
         print(f"note: {note}", file=sys.stderr)
@@ -79,13 +82,21 @@ def run(args) -> int:
     if paired:
         ref = paired[0]["paired"]["reference_recipe"]
         print(f"\ncompressed vs {ref} (same folds, heads and test utterances):")
+        margin = df.attrs["margin"]
         print(tabulate([[r["run_id"], r["recipe"],
                          fmt.ci(r["paired"]["ua"]["delta"], r["paired"]["ua"]["low"], r["paired"]["ua"]["high"],
                                 spec="+.1f"),
+                         fmt.num(_mdd(r["paired"]), ".1f"),
                          fmt.p_value(r["paired"]["ua"]["p_value"]), fmt.p_value(r["paired"]["mcnemar"]["p_value"]),
-                         fmt.pct(r["paired"]["agreement"]), api.verdict(r["paired"])] for r in paired],
-                       headers=["run", "recipe", "ΔUA points [95% CI]", "p (bootstrap)", "McNemar p",
+                         fmt.pct(r["paired"]["agreement"]), api.verdict(r["paired"], margin)] for r in paired],
+                       headers=["run", "recipe", "ΔUA points [95% CI]", "MDD points", "p (bootstrap)", "McNemar p",
                                 "agreement %", "verdict"], disable_numparse=True))
+        for r in paired:
+            why = fmt.resolution(r["paired"], margin)
+            if why:
+                print(f"run {r['run_id']} ({r['recipe']}): {why}")
+        print(f"MDD: minimum detectable ΔUA (80 % power at the 95 % level, from the speaker bootstrap); "
+              f"equivalent: the whole interval inside ±{margin:.1f} points (--margin)")
     worst = ", ".join(f"{w['speaker']} {100 * w['ua']:.0f} %" for w in rows[0]["worst_speakers"])
     print(f"lowest-UA test speakers ({rows[0]['recipe']}): {worst}")
     shared = rows[0]["shared_speakers_train_test"]
@@ -95,6 +106,11 @@ def run(args) -> int:
     store = f" --store {args.store}" if args.store else ""
     print(f"next: serbench compare --runs {','.join(str(r['run_id']) for r in rows)}{store} --out reports/NAME")
     return 0
+
+
+def _mdd(paired: dict):
+    mdd = (paired.get("ua") or {}).get("mdd")
+    return None if mdd is None else 100 * mdd
 
 
 def parse_label_maps(items: list[str] | None) -> dict[str, str]:
