@@ -30,6 +30,7 @@ import pandas as pd
 
 from serbench import options as opts
 from serbench import paths
+from serbench import progress as progress_mod
 
 RUN_COLUMNS = ("run_id", "model", "recipe", "protocol", "mode", "head", "label_maps",
                "ua", "ua_ci_low", "ua_ci_high", "ua_fold_mean", "ua_fold_std",
@@ -40,9 +41,12 @@ RUN_COLUMNS = ("run_id", "model", "recipe", "protocol", "mode", "head", "label_m
 
 
 def run(model: str, protocol: str, recipes=("fp32",), *, home: str | Path | None = None,
-        store: str | Path | None = None, resume: bool = False, progress: bool = False, log=None,
+        store: str | Path | None = None, resume: bool = False, progress: bool | None = None, log=None,
         **options) -> pd.DataFrame:
     """``serbench run``: one row per recipe (see :data:`RUN_COLUMNS`).
+
+    ``progress``: bars for embedding and a line every few seconds for long silent steps (builds,
+    timing) on stderr; None (default) shows them when stderr is a terminal.
 
     ``options`` are the fields of :class:`serbench.runner.RunSpec` (``mode``, ``weights``,
     ``corpus``, ``label_maps``, ``head``, ``data``, ``synthetic``, ``synthetic_size``, ``seed``,
@@ -65,9 +69,10 @@ def run(model: str, protocol: str, recipes=("fp32",), *, home: str | Path | None
                                                   epochs=checked.pop("epochs"))
 
     checked["recipes"] = tuple(checked["recipes"])
-    with paths.using_home(front["home"]):
+    shown = progress_mod.wanted(front["progress"])
+    with paths.using_home(front["home"]), progress_mod.shown(shown):
         runner = Runner(RunSpec(**checked), store_path=front["store"], resume=bool(front["resume"]),
-                        progress=bool(front["progress"]), log=front["log"] or (lambda *_: None))
+                        progress=shown, log=front["log"] or (lambda *_: None))
         results = runner.run()
     records = run_records(runner, results)
     df = pd.DataFrame([_flat(r, front["margin"]) for r in records], columns=list(RUN_COLUMNS))
@@ -200,20 +205,21 @@ def tune(model: str, recipe: str, min_fidelity: float | None = None, weights: st
 
 
 def sweep(grid: str | Path, *, ray: str | None = None, resume: bool = False, synthetic: bool | None = None,
-          home: str | Path | None = None, store: str | Path | None = None, progress: bool = False, log=None,
+          home: str | Path | None = None, store: str | Path | None = None, progress: bool | None = None, log=None,
           **options) -> pd.DataFrame:
     """``serbench sweep``: every cell of a grid file (:mod:`serbench.sweeps.grid`), in this process
     (``ray=None``) or on Ray (``"local"``, ``"auto"`` or a cluster address), with the same numbers
     either way. One row per finished run (:data:`RUN_COLUMNS`); ``df.attrs`` holds ``failures``
     (each failed task with its inputs), ``tasks`` (count per stage), ``timings`` (wall, driver and
     task seconds) and ``executor``. ``options``: ``ray_cpus`` (a local Ray's CPUs),
-    ``cpus_per_task``."""
+    ``cpus_per_task``. ``progress``: as :func:`run`'s (None: when stderr is a terminal)."""
     checked = opts.check(opts.SWEEP, dict(grid=grid, ray=ray, resume=resume, synthetic=synthetic, home=home,
                                           store=store, progress=progress, log=log, **options))
     home, grid, checked["log"] = checked.pop("home", None), checked.pop("grid"), checked.get("log") or (lambda *_: None)
     from serbench import sweeps
 
-    with paths.using_home(home):
+    checked["progress"] = progress_mod.wanted(checked.get("progress"))
+    with paths.using_home(home), progress_mod.shown(checked["progress"]):
         res = sweeps.run(grid, **checked)
     records = [rec for runner, results in res.finished for rec in run_records(runner, results)]
     df = pd.DataFrame([_flat(r) for r in records], columns=list(RUN_COLUMNS))

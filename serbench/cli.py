@@ -11,7 +11,7 @@ import importlib
 import pkgutil
 import sys
 
-from serbench import __version__, commands
+from serbench import __version__, commands, progress
 from serbench.errors import SerbenchError
 
 
@@ -33,7 +33,9 @@ INTERRUPTED = 130   # 128 + SIGINT, what a shell reports for a command ended by 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        quiet = getattr(args, "quiet", False) or getattr(args, "json", False)
+        with progress.shown(not quiet):   # long silent steps say they are going, on stderr
+            return int(args.func(args) or 0)
     except SerbenchError as exc:
         print(f"serbench {args.command}: error: {exc}", file=sys.stderr)
         return 2

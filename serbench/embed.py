@@ -33,6 +33,7 @@ import numpy as np
 from tqdm import tqdm
 
 from serbench import atomic, audio, paths, runtime
+from serbench.progress import LOG
 from serbench.manifest import audio_hash
 
 MIN_SAMPLES = audio.SAMPLE_RATE // 2   # shorter speech is zero-padded to 0.5 s before the encoder
@@ -241,7 +242,9 @@ def embed_files(files: list[str], encoder: Encoder, encoder_key: str,
     parallel = workers > 1  # the encoder runs in the pool, one clip per worker; else on this thread
     prepare = named(lambda i: embedding(i, segment(i)), "embedding") if parallel else named(segment, "decoding")
     finish = (lambda i, x: x) if parallel else named(embedding, "embedding")
-    bar = tqdm(total=len(missing), desc=desc, unit="utt", disable=not progress, leave=False)
+    if progress and files and not missing and desc:
+        LOG.info("%s: all %d cached", desc, len(files))   # said once, not an empty bar
+    bar = tqdm(total=len(missing), desc=desc, unit="utt", disable=not progress or not missing, leave=False)
     if prefetch <= 0 or not missing:
         with bar:
             for i in missing:

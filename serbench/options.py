@@ -98,7 +98,7 @@ _EPOCHS = next(f for f in FINETUNE if f.name == "epochs")
 RUN = (
     MODEL, Field("protocol", PATH, required=True, flag="--protocol"), RECIPES,
     HOME, Field("store", PATH, nullable=True, flag="--store"), Field("resume", bool, flag="--resume"),
-    Field("progress", bool), LOG,
+    Field("progress", bool, nullable=True), LOG,
     Field("mode", str, choices=MODES, flag="--mode"), WEIGHTS,
     Field("corpus", str, check=non_empty, flag="--corpus"),
     Field("label_maps", dict, check=_mapping("label map names", (str,)), flag="--label-map"),
@@ -149,7 +149,7 @@ COMPARE = (
 SWEEP = (
     Field("grid", PATH, required=True), Field("ray", str, check=non_empty, flag="--ray"),
     Field("resume", bool, flag="--resume"), Field("synthetic", bool, flag="--synthetic"), HOME,
-    Field("store", PATH, nullable=True, flag="--store"), Field("progress", bool), LOG,
+    Field("store", PATH, nullable=True, flag="--store"), Field("progress", bool, nullable=True), LOG,
     Field("ray_cpus", int, check=positive, flag="--ray-cpus"),
     Field("cpus_per_task", int, check=positive, flag="--cpus-per-task"),
 )

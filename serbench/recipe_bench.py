@@ -18,9 +18,11 @@ The command line (:mod:`serbench.commands.bench`) and :func:`serbench.api.bench`
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import time
 
-from serbench import backbones, measure, probe_sets, registry, runtime
+from serbench import backbones, measure, probe_sets, progress, registry, runtime
 from serbench.artefacts import cache, encoders
 from serbench.errors import SerbenchError
 
@@ -81,7 +83,8 @@ def bench(model: str, recipes: list[str], weights: str = "hub", *, runs: int = 2
             log(f"  {r.name}: FAILED: {exc}")
     clip = measure.clips(1, measure.PROBE_SEED)[0][0]   # the synthetic probe set's first clip
     log(f"timing {len(opened)} encoders interleaved: {warmup} warm-up + {runs} runs each")
-    timings = measure.latency({n: (lambda e=e: e.embed(clip)) for n, e in opened.items()}, runs, warmup)
+    with progress.step(f"timing {len(opened)} encoders"):
+        timings = measure.latency({n: (lambda e=e: e.embed(clip)) for n, e in opened.items()}, runs, warmup)
     base = timings[ref.name]
     for name, enc in opened.items():
         row, lat = rows[name], timings[name]
@@ -90,10 +93,11 @@ def bench(model: str, recipes: list[str], weights: str = "hub", *, runs: int = 2
                    speedup_vs_fp32=round(base["p50_ms"] / lat["p50_ms"], 3),
                    size_ratio_vs_fp32=(round(row["size_mb"] / rows[ref.name]["size_mb"], 3)
                                        if rows[ref.name]["size_mb"] else None))
-        if energy:
-            row["energy"] = measure.energy(lambda e=enc: e.embed(clip), country=country)
-        if rss:
-            row["memory"] = measure.peak_rss(targets[name], threads)
+        with progress.step(f"{name}: energy and peak memory") if energy or rss else nullcontext():
+            if energy:
+                row["energy"] = measure.energy(lambda e=enc: e.embed(clip), country=country)
+            if rss:
+                row["memory"] = measure.peak_rss(targets[name], threads)
         row["flags"] = measure.flags(lat["p50_ms"], base["p50_ms"], row["fidelity"]["centered_cosine"],
                                      min_fidelity, slower_tolerance) + measure.kernel_flags(enc)
     return {"model": entry.name, "positions": entry.positions, "weights": prov, "weights_label": backbones.describe(prov),

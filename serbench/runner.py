@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from serbench import (atomic, audio, backbones, corpora, embed, heads, labels, metrics, options, protocols,
+from serbench import (atomic, audio, backbones, corpora, embed, heads, labels, metrics, options, progress, protocols,
                       provenance, registry, sources, splits, stats, store, train)
 from serbench.artefacts import cache, encoders
 from serbench.entries import RecipeEntry
@@ -400,7 +400,8 @@ class Runner:
             self.log(f"measuring {recipe.name}: latency, peak memory, energy, fidelity "
                      "(about 20 s; --no-measure skips it) ...")
             t0 = time.perf_counter()
-            values.update(measure.for_run(self.entry, recipe, art, self.weights, reference=self.fp32))
+            with progress.step(f"measuring {recipe.name}"):
+                values.update(measure.for_run(self.entry, recipe, art, self.weights, reference=self.fp32))
             self.log(f"measured {recipe.name} in {time.perf_counter() - t0:.0f} s")
         db.add_measurements(run_id, values)
         return values

@@ -270,3 +270,19 @@ def test_prime_puts_embeddings_made_elsewhere_into_this_cache_so_nothing_is_reco
         Xb, stats = embed_files(files, enc, "counting", progress=False)
     assert stats["cache_hits"] == 3 and enc.calls == 2
     np.testing.assert_array_equal(Xb, X)
+
+
+def test_a_fully_cached_set_says_cached_once_and_draws_no_empty_bar(synthetic, capsys):
+    import io
+
+    from serbench import progress
+
+    files = sorted(str(p) for p in (synthetic["emodb"] / "wav").glob("*.wav"))[:3]
+    embed_files(files, CountingEncoder(), "bars", desc="fold 0 embed train", progress=True)
+    first = capsys.readouterr().err
+    assert "fold 0 embed train" in first   # a bar while work is done
+    out = io.StringIO()
+    with progress.shown(stream=out):
+        embed_files(files, CountingEncoder(), "bars", desc="fold 0 embed train", progress=True)
+    assert out.getvalue() == "fold 0 embed train: all 3 cached\n"
+    assert capsys.readouterr().err == ""   # no bar of 0 utterances

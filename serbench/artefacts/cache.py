@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from serbench import atomic, backbones, paths
+from serbench import atomic, backbones, paths, progress
 from serbench.artefacts.methods import Method, find
 from serbench.entries import ModelEntry, RecipeEntry
 from serbench.errors import SerbenchError
@@ -199,7 +199,8 @@ def build(model_entry: ModelEntry, recipe: RecipeEntry, weights="hub",
         model, prov = backbones.build(model_entry, weights)
     # Built in a temporary folder renamed into place: a killed or failed build (a full disk, say)
     # leaves no half-written artefact and no temporary folder, and says what could not be written.
-    with atomic.folder(final, f"artefact {final.name}", replace=True) as tmp:
+    with atomic.folder(final, f"artefact {final.name}", replace=True) as tmp, \
+            progress.step(f"{model_entry.name}: building the {recipe.name} artefact"):
         file, extra = method.build(model_entry, recipe, model, clips, tmp)
         meta = {"model": model_entry.name, "recipe": recipe.name, "format": method.format, "file": file,
                 "size_mb": round(folder_size_mb(tmp), 3), "files": inventory(tmp),
