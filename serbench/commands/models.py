@@ -15,7 +15,8 @@ from serbench.entries import ModelEntry, RecipeEntry
 
 
 def register(sub) -> None:
-    p = sub.add_parser("models", help="list registered backbones (or, with --recipes, compression recipes)")
+    p = sub.add_parser("models", help="list registered backbones (or, with --recipes, compression recipes); "
+                                      "`serbench list` lists protocols, label maps and heads too")
     p.add_argument("--recipes", action="store_true", help="list compression recipes instead of models")
     p.add_argument("--json", action="store_true", help="print the entries as JSON")
     p.set_defaults(func=run)

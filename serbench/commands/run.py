@@ -9,8 +9,8 @@ from tabulate import tabulate
 
 def register(sub) -> None:
     p = sub.add_parser("run", help="evaluate a model under a protocol, for one or more compression recipes")
-    p.add_argument("--model", required=True, help="registry model entry (see `serbench models`)")
-    p.add_argument("--protocol", required=True, help="protocol name (protocols/*.yaml) or YAML path")
+    p.add_argument("--model", required=True, help="registry model entry (`serbench list models`)")
+    p.add_argument("--protocol", required=True, help="protocol name (`serbench list protocols`) or YAML path")
     p.add_argument("--recipe", default="fp32",
                    help="comma-separated recipes, e.g. fp32,dynamic-int8,static-int8 (default fp32)")
     p.add_argument("--mode", choices=["probe", "finetune"], default="probe",
@@ -25,7 +25,7 @@ def register(sub) -> None:
     p.add_argument("--corpus", help="apply a within-corpus protocol to this corpus instead of its own")
     p.add_argument("--label-map", action="append", metavar="CORPUS=MAP",
                    help="label map for a corpus, e.g. --label-map ravdess=ravdess-8class (repeatable; "
-                        "see registry/labelmaps)")
+                        "`serbench list labelmaps`)")
     p.add_argument("--head", help="registry head: mlp | logreg | svm-linear | ... (default: the model "
                                   "entry's, else mlp); probe mode only")
     p.add_argument("--seed", type=int, default=None, help="split and training seed (default: the protocol's)")

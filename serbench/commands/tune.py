@@ -30,7 +30,7 @@ def register(sub) -> None:
                    help="--metric ua: points of validation UA the tuned recipe may lose to the reference, "
                         "e.g. 1.0")
     p.add_argument("--protocol", help="--metric ua: the protocol whose validation folds score each candidate "
-                                      "(protocols/*.yaml name or YAML path)")
+                                      "(`serbench list protocols`, or a YAML path)")
     p.add_argument("--data", action="append", metavar="NAME=PATH",
                    help="--metric ua: corpus folder (repeatable), as for `serbench run`")
     p.add_argument("--synthetic", action="store_true", help="--metric ua: the built-in synthetic corpora")
