@@ -108,6 +108,9 @@ class Runner:
         self.manifests = sources.manifests(self.sources, maps, progress=self.progress)
         for name, m in self.manifests.items():
             self.notes += [f"{name}: {w}" for w in m.warnings]
+            dropped = corpora.dropped_text(corpora.recipe_for(name, self.sources[name].path), m)
+            if dropped:
+                self.notes.append(dropped)
             if m.skipped:
                 recipe = corpora.recipe_for(name, self.sources[name].path)
                 self.notes.append(f"{name}: {len(m.skipped)} file(s) skipped, not scored (see `serbench corpus "

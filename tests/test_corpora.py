@@ -136,7 +136,7 @@ def test_cli_corpus_json_and_table(synthetic, capsys):
     assert data["utterances"] == 32 and data["skipped"] == 0
     assert main(["corpus", "crema-d", str(synthetic["crema-d"]), "--quiet"]) == 0
     out = capsys.readouterr().out
-    assert "files: 132" in out and "usable utterances: 84" in out and "DIS: 24" in out
+    assert "files: 132" in out and "usable utterances: 84" in out and " DIS 24" in out
 
 
 def test_cli_corpus_wrong_folder_is_a_clear_error(synthetic, capsys):
@@ -207,3 +207,21 @@ def test_iemocap_malformed_label_lines_are_listed_with_file_line_and_reason(synt
     # the annotator lines, the header and the blank lines are not turns: nothing else is listed
     assert m.summary()["skipped_by_reason"] == {"malformed label line": 3}
     assert m.summary()["files"] == 100
+
+
+def test_what_a_label_map_drops_is_named_by_class_and_counted(synthetic, capsys):
+    nocalm = corpora.prepare("ravdess", synthetic["ravdess"], label_map="ravdess-4class-nocalm", progress=False)
+    eight = corpora.prepare("ravdess", synthetic["ravdess"], label_map="ravdess-8class", progress=False)
+    per = eight.frame["raw_label"].value_counts()
+    dropped = {raw: int(per[raw]) for raw in ("02", "06", "07", "08") if raw in per}
+    assert nocalm.dropped == dropped and dropped
+    text = corpora.dropped_text("ravdess", nocalm)
+    assert text.startswith(f"ravdess: label map ravdess-4class-nocalm dropped {sum(dropped.values())} of "
+                           f"{len(eight)} utterances")
+    for raw, name in (("02", "calm"), ("06", "fearful")):
+        if raw in dropped:
+            assert f"{name} ({raw}) {dropped[raw]}" in text
+    assert corpora.dropped_text("ravdess", eight) is None
+    assert main(["corpus", "ravdess", str(synthetic["ravdess"]), "--label-map", "ravdess-4class-nocalm",
+                 "--quiet"]) == 0
+    assert text in capsys.readouterr().out

@@ -27,9 +27,9 @@ def run(args) -> int:
     print(f"files: {s['files']}   usable utterances: {s['utterances']}   speakers: {s['speakers']}   "
           f"sessions: {s['sessions']}   duration: {s['duration_hours'] * 60:.1f} min")
     print(tabulate(sorted(s["labels"].items()), headers=["label", "utterances"]))
-    if s["dropped_by_label_map"]:
-        dropped = ", ".join(f"{k}: {v}" for k, v in s["dropped_by_label_map"].items())
-        print(f"dropped by label map (raw label: count): {dropped}")
+    dropped = corpora.dropped_text(args.name, manifest)
+    if dropped:
+        print(dropped)
     print(tabulate(sorted(s["per_speaker"].items()), headers=["speaker", "utterances"]))
     if s["per_session"]:
         print(tabulate(sorted(s["per_session"].items()), headers=["session", "utterances"]))

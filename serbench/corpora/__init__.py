@@ -22,6 +22,24 @@ def prepare(name: str, path: str | Path, label_map: str | None = None, progress:
     return RECIPES[name].prepare(Path(path), label_map=label_map, progress=progress)
 
 
+def raw_label_text(corpus: str, raw: str) -> str:
+    """A raw label as a person reads it: ``fearful (06)`` where the corpus's codes have names
+    (a recipe's ``RAW_LABELS``), else the label itself (IEMOCAP's ``fru``, CREMA-D's ``DIS``)."""
+    name = getattr(RECIPES.get(corpus), "RAW_LABELS", {}).get(raw)
+    return f"{name} ({raw})" if name else raw
+
+
+def dropped_text(corpus: str, manifest: Manifest) -> str | None:
+    """``ravdess: label map ravdess-4class-nocalm dropped 768 of 1,440 utterances: calm (02) 192,
+    ...``, or None when it dropped none."""
+    if not manifest.dropped:
+        return None
+    n = sum(manifest.dropped.values())
+    what = ", ".join(f"{raw_label_text(corpus, raw)} {k}" for raw, k in sorted(manifest.dropped.items()))
+    return (f"{corpus}: label map {manifest.label_map} dropped {n:,} of {n + len(manifest):,} utterances "
+            f"(their labels are not in its classes): {what}")
+
+
 def recipe_for(name: str, path: str | Path) -> str:
     """The recipe that reads the corpus a protocol calls ``name`` at ``path``: ``manifest`` for a
     ``.csv`` file (any file name, any corpus name), else the recipe called ``name``."""

@@ -16,6 +16,9 @@ from serbench.manifest import Manifest, Skipped
 NAME = "emodb"
 DEFAULT_LABEL_MAP = "emodb-4class"
 FILE = re.compile(r"^(?P<speaker>\d\d)(?P<text>[a-z]\d\d)(?P<emo>[WLEAFTN])(?P<version>[a-z])$")
+# what each raw label (the emotion letter) means, from the corpus documentation: for messages
+RAW_LABELS = {"W": "anger", "L": "boredom", "E": "disgust", "A": "fear", "F": "happiness", "T": "sadness",
+              "N": "neutral"}
 GENDER = {"03": "M", "08": "F", "09": "F", "10": "M", "11": "M",
           "12": "M", "13": "F", "14": "F", "15": "M", "16": "F"}
 

@@ -26,6 +26,9 @@ FILE = re.compile(r"^" + "-".join(rf"(?P<{f}>\d\d)" for f in FIELDS) + r"$")
 # the codes RAVDESS defines for each field (the actor must match its folder instead)
 CODES = {"modality": range(1, 4), "channel": range(1, 3), "emotion": range(1, 9),
          "intensity": range(1, 3), "statement": range(1, 3), "repetition": range(1, 3)}
+# what each raw label (the emotion code) means, from the corpus documentation: for messages
+RAW_LABELS = {"01": "neutral", "02": "calm", "03": "happy", "04": "sad", "05": "angry", "06": "fearful",
+              "07": "disgust", "08": "surprised"}
 
 
 def actor_dirs(path: Path) -> tuple[list[Path], list[Path]]:
