@@ -32,7 +32,7 @@ def main() -> None:
     p.add_argument("--calibration", type=int, default=32)
     args = p.parse_args()
     spec = f"ravdess={args.path}"
-    quick = {"runs": 3, "warmup": 1, "energy": False, "rss": False, "probe": args.probe,
+    quick = {"repeats": 3, "warmup": 1, "energy": False, "rss": False, "probe": args.probe,
              "calibration": args.calibration, "log": print}
     results = {"synthetic": bench(args.model, ["static-int8", "dynamic-int8"], args.weights, **quick),
                "ravdess": bench(args.model, ["static-int8", "dynamic-int8"], args.weights, probe_data=spec, **quick)}

@@ -47,7 +47,7 @@ def main(argv=None) -> int:
     p.add_argument("--models", help="comma-separated model entries (default: all but tiny)")
     p.add_argument("--recipes", help="comma-separated recipes (default: all)")
     p.add_argument("--weights", default="random:0", help="weights spec for every model (default random:0)")
-    p.add_argument("--runs", type=int, default=20)
+    p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--probe", type=int, default=16)
     p.add_argument("--calibration", type=int, default=32)
     p.add_argument("--threads", type=int)
@@ -63,7 +63,7 @@ def main(argv=None) -> int:
         wanted = [] if entry.weight_free else recipes   # bench always measures the reference recipe
         start = time.time()
         try:
-            res = bench(name, wanted, args.weights if not entry.weight_free else "hub", runs=args.runs,
+            res = bench(name, wanted, args.weights if not entry.weight_free else "hub", repeats=args.repeats,
                         probe=args.probe, calibration=args.calibration, threads=args.threads,
                         energy=not args.no_energy, rss=not args.no_rss, log=print)
         except SerbenchError as exc:

@@ -269,7 +269,7 @@ def tune(model: str, recipe: str, min_fidelity: float | None = None, weights: st
          metric: str = "fidelity", max_ua_drop: float | None = None, protocol: str | None = None,
          data: dict | None = None, synthetic: bool = False, synthetic_size: str = "small",
          name: str | None = None, out: str | Path | None = None, force: bool = False, probe: int | None = None,
-         calibration: int = 32, probe_data: str | None = None, seed: int | None = None, runs: int = 10,
+         calibration: int = 32, probe_data: str | None = None, seed: int | None = None, repeats: int = 10,
          threads: int | None = None, log=lambda msg: None) -> dict:
     """Keep the most sensitive node groups of ``recipe`` in float until ``model`` reaches the target;
     write that recipe and return what was measured.
@@ -282,7 +282,7 @@ def tune(model: str, recipe: str, min_fidelity: float | None = None, weights: st
     (:mod:`serbench.validation_trials`; ``seed``: the protocol's unless given; ``calibration``:
     run's calibration clips per fold), never on a test utterance.
     Returns the per-group sensitivities (``groups``, graph order), the greedy steps, the chosen
-    groups and nodes, the base / final scores, size and latency (``runs`` interleaved timings
+    groups and nodes, the base / final scores, size and latency (``repeats`` interleaved timings
     with the reference), the recipe name and the ``path`` written.
     """
     goal = target(metric, min_fidelity, max_ua_drop, protocol,
@@ -350,7 +350,7 @@ def tune(model: str, recipe: str, min_fidelity: float | None = None, weights: st
     final_m = trial(final)
     clip = measure.clips(1, measure.PROBE_SEED)[0][0]  # bench's latency clip, whatever the probe set
     timed = measure.latency({k: _embedder(a, clip, threads) for k, a in
-                             (("reference", trial.ref_art), ("base", art), ("final", final_m["artefact"]))}, runs)
+                             (("reference", trial.ref_art), ("base", art), ("final", final_m["artefact"]))}, repeats)
     prov = trial.net[1]
     result = {"model": entry.name, "recipe": base.name, "name": name, "path": str(path), "metric": goal.metric,
               "target": {"metric": goal.metric, "value": goal.value, "text": goal.text},

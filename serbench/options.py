@@ -7,7 +7,7 @@ with the same message, ``option 'epochs' (--epochs): must be positive, got 0``, 
 The training configurations' fields (:data:`FINETUNE`, :data:`PROBE`) are declared here too, once:
 :class:`~serbench.finetune.FinetuneConfig` and :class:`~serbench.train.ProbeConfig` check
 themselves against them (from Python, a head file or a grid alike), and ``--epochs`` is
-:data:`FINETUNE`'s ``epochs``. Types are strict: ``synthetic='no'`` is not true, ``runs=2.0`` is not
+:data:`FINETUNE`'s ``epochs``. Types are strict: ``synthetic='no'`` is not true, ``repeats=2.0`` is not
 an integer. The module imports nothing heavy: ``import serbench`` stays fast.
 """
 from __future__ import annotations
@@ -113,7 +113,7 @@ RUN = (
 
 BENCH = (
     MODEL, RECIPES, WEIGHTS, HOME,
-    Field("runs", int, check=positive, flag="--runs"), Field("warmup", int, check=at_least(0), flag="--warmup"),
+    Field("repeats", int, check=positive, flag="--repeats"), Field("warmup", int, check=at_least(0), flag="--warmup"),
     THREADS, Field("probe", int, check=at_least(2), flag="--probe"),
     Field("calibration", int, check=positive, flag="--calibration"),
     Field("country", str, check=non_empty, flag="--country"),
@@ -137,7 +137,7 @@ TUNE = (
     Field("force", bool, flag="--force"), Field("probe", int, nullable=True, check=at_least(2), flag="--probe"),
     Field("calibration", int, check=positive, flag="--calibration"),
     Field("probe_data", str, check=non_empty, flag="--probe-data"), dataclasses.replace(SEED, nullable=True),
-    Field("runs", int, check=positive, flag="--runs"), THREADS, LOG,
+    Field("repeats", int, check=positive, flag="--repeats"), THREADS, LOG,
 )
 
 COMPARE = (

@@ -27,7 +27,7 @@ from serbench.artefacts import cache, encoders
 from serbench.errors import SerbenchError
 
 
-def bench(model: str, recipes: list[str], weights: str = "hub", *, runs: int = 20, warmup: int = 3,
+def bench(model: str, recipes: list[str], weights: str = "hub", *, repeats: int = 20, warmup: int = 3,
           threads: int | None = None, probe: int = 16, calibration: int = 32, country: str = "USA",
           energy: bool = True, rss: bool = True, min_fidelity: float = 0.95,
           slower_tolerance: float = 0.05, probe_data: str | None = None, seed: int = 0,
@@ -82,9 +82,9 @@ def bench(model: str, recipes: list[str], weights: str = "hub", *, runs: int = 2
             row["error"] = str(exc)
             log(f"  {r.name}: FAILED: {exc}")
     clip = measure.clips(1, measure.PROBE_SEED)[0][0]   # the synthetic probe set's first clip
-    log(f"timing {len(opened)} encoders interleaved: {warmup} warm-up + {runs} runs each")
+    log(f"timing {len(opened)} encoders interleaved: {warmup} warm-up + {repeats} repeats each")
     with progress.step(f"timing {len(opened)} encoders"):
-        timings = measure.latency({n: (lambda e=e: e.embed(clip)) for n, e in opened.items()}, runs, warmup)
+        timings = measure.latency({n: (lambda e=e: e.embed(clip)) for n, e in opened.items()}, repeats, warmup)
     base = timings[ref.name]
     for name, enc in opened.items():
         row, lat = rows[name], timings[name]

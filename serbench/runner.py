@@ -131,7 +131,7 @@ class Runner:
         self.model, self.weights = backbones.build(self.entry, s.weights)
         self.preprocess = audio.Preprocess(sample_rate=self.entry.sample_rate, **self.entry.input)
         for fold in self.folds:
-            self.log(f"fold {fold.index} ({fold.name}): train {len(fold.train)}, val {len(fold.val)}, "
+            self.log(f"{fold.label}: train {len(fold.train)}, val {len(fold.val)}, "
                      f"test {len(fold.test)}; speakers shared train/test: {fold.shared_speakers()}")
 
     @property

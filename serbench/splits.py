@@ -11,6 +11,8 @@ file format depends on the splitting and never the other way round.
 """
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -50,6 +52,14 @@ class Fold:
     val: tuple[str, ...]
     test: tuple[str, ...]
     audit: dict = field(compare=False)
+
+    @property
+    def label(self) -> str:
+        """``fold 0 (Ses01)`` for a fold named after what it tests, ``fold 0 of 5`` for a k-fold one
+        (whose name, ``fold 1/5``, counts from 1 where indices and ``--fold`` count from 0)."""
+        if re.fullmatch(r"fold \d+/\d+", self.name):
+            return f"fold {self.index} of {self.name.split('/')[1]}"
+        return f"fold {self.index} ({self.name})"
 
     def shared_speakers(self, a: str = "train", b: str = "test") -> int:
         """How many speakers split ``a`` and split ``b`` have in common."""
@@ -208,7 +218,7 @@ def _check(p, fold: Fold) -> None:
     for pair, shared in a["shared_audio"].items():
         if shared["count"]:
             raise SerbenchError(
-                f"protocol {p.name}, fold {fold.index} ({fold.name}): {shared['count']} recording(s) are in "
+                f"protocol {p.name}, {fold.label}: {shared['count']} recording(s) are in "
                 f"both {pair.replace('-', ' and ')} under different ids (identical audio bytes): "
                 f"{'; '.join(shared['utterances'][:5])}; remove the copies from the corpora"
             )

@@ -43,7 +43,7 @@ def test_compressed_rows_carry_the_paired_comparison(tmp_path):
 
 
 def test_bench_returns_one_row_per_recipe(tmp_path):
-    df = serbench.bench("tiny", ["dynamic-int8"], "random:0", home=tmp_path / "h", runs=2, warmup=1, probe=2,
+    df = serbench.bench("tiny", ["dynamic-int8"], "random:0", home=tmp_path / "h", repeats=2, warmup=1, probe=2,
                         energy=False, rss=False)
     assert list(df["recipe"]) == ["fp32", "dynamic-int8"]
     assert {"size_mb", "latency_p50_ms", "fidelity_centered_cosine", "speedup_vs_fp32"} <= set(df.columns)

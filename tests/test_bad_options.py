@@ -72,8 +72,8 @@ def test_duplicate_recipe_is_refused_before_any_run_row(tmp_path, capsys):
 def test_bench_and_infer_options_are_checked_with_their_ranges(tmp_path, capsys):
     err = _cli_error(["bench", "--model", "tiny", "--recipe", "fp32", "--weights", "random:0", "--seed", "-1"], capsys)
     assert "option 'seed' (--seed): must be in [0, 4294967295]" in err
-    err = _cli_error(["bench", "--model", "tiny", "--recipe", "fp32", "--runs", "0"], capsys)
-    assert "option 'runs' (--runs): must be positive, got 0" in err
+    err = _cli_error(["bench", "--model", "tiny", "--recipe", "fp32", "--repeats", "0"], capsys)
+    assert "option 'repeats' (--repeats): must be positive, got 0" in err
     err = _cli_error(["infer", str(tmp_path), "note.wav", "--hop", "inf"], capsys)
     assert "option 'hop' (--hop): must be a finite number, got inf" in err
     with pytest.raises(SerbenchError) as api:
@@ -102,7 +102,7 @@ API_TYPES = [
     (lambda: serbench.run("egemaps", "loso", data={"iemocap": 3}), "must map corpus names to folder paths"),
     (lambda: serbench.run("egemaps", "loso", finetune={"epochs": 2}), "must be a serbench.finetune.FinetuneConfig"),
     (lambda: serbench.run("egemaps", "loso", log="print"), "option 'log': must be a function"),
-    (lambda: serbench.bench("tiny", ["fp32"], runs=2.0), "option 'runs' (--runs): must be an integer, got 2.0"),
+    (lambda: serbench.bench("tiny", ["fp32"], repeats=2.0), "option 'repeats' (--repeats): must be an integer, got 2.0"),
     (lambda: serbench.bench("tiny", ["fp32"], energy="yes"), "option 'energy' (--no-energy): must be true or false"),
     (lambda: serbench.bench("tiny", ["fp32"], min_fidelity=float("nan")), "must be a finite number, got nan"),
     (lambda: serbench.tune("tiny", "static-int8", 1.5), "option 'min_fidelity' (--min-fidelity): must be in (0, 1]"),

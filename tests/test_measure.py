@@ -81,7 +81,7 @@ def test_peak_rss_in_a_fresh_process(tiny_fp32):
 
 
 def test_bench_labels_random_weights_and_flags(capsys):
-    argv = ["bench", "--model", "tiny", "--recipe", "dynamic-int8", "--weights", "random:4", "--runs", "2",
+    argv = ["bench", "--model", "tiny", "--recipe", "dynamic-int8", "--weights", "random:4", "--repeats", "2",
             "--warmup", "1", "--probe", "2", "--no-energy", "--no-rss", "--threads", "1"]
     assert main(argv + ["--json"]) == 0
     res = json.loads(capsys.readouterr().out)
@@ -144,7 +144,7 @@ def test_bench_compares_with_the_reference_by_method_and_names_it(tmp_path, monk
     write_entry(tmp_path, "recipes", "plain", {"name": "plain", "backend": "onnxruntime", "method": "fp32"})
     monkeypatch.setenv("SERBENCH_REGISTRY", str(tmp_path))
     monkeypatch.setenv("SERBENCH_HOME", str(tmp_path / "home"))
-    res = bench("tiny", ["dynamic-int8", "plain"], "random:4", runs=1, warmup=0, threads=1, probe=2,
+    res = bench("tiny", ["dynamic-int8", "plain"], "random:4", repeats=1, warmup=0, threads=1, probe=2,
                 energy=False, rss=False)
     assert res["reference"] == "plain" and "plain ONNX artefact" in res["fidelity_reference"]
     rows = {r["recipe"]: r for r in res["rows"]}

@@ -18,7 +18,7 @@ from serbench.cli import main
 from serbench.errors import SerbenchError
 from serbench.recipe_bench import bench
 
-QUICK = {"runs": 1, "warmup": 0, "threads": 1, "energy": False, "rss": False}
+QUICK = {"repeats": 1, "warmup": 0, "threads": 1, "energy": False, "rss": False}
 
 
 def speaker_of(root) -> dict[str, str]:
@@ -123,7 +123,7 @@ def test_a_corrupt_file_is_skipped_and_counted(synthetic, tmp_path, capsys):
     bad = root / "Actor_01" / "03-01-01-01-01-02-01.wav"
     assert not bad.exists()
     bad.write_bytes(b"RIFF....WAVEfmt but not audio")
-    argv = ["bench", "--model", "tiny", "--recipe", "fp32", "--weights", "random:0", "--runs", "1", "--warmup", "0",
+    argv = ["bench", "--model", "tiny", "--recipe", "fp32", "--weights", "random:0", "--repeats", "1", "--warmup", "0",
             "--probe", "1000", "--no-energy", "--no-rss", "--threads", "1", "--probe-data", f"ravdess={root}"]
     assert main(argv + ["--json"]) == 0
     captured = capsys.readouterr()

@@ -44,7 +44,7 @@ def test_shown_inside_shown_adds_no_second_listener():
 
 
 def test_bench_names_each_build_and_timing_on_stderr_and_quiet_json_stays_clean(capsys):
-    args = ["bench", "--model", "tiny", "--weights", "random:0", "--recipe", "static-int8", "--runs", "2",
+    args = ["bench", "--model", "tiny", "--weights", "random:0", "--recipe", "static-int8", "--repeats", "2",
             "--probe", "2", "--calibration", "2", "--no-energy", "--no-rss"]
     assert main(args) == 0
     err = capsys.readouterr().err

@@ -266,3 +266,10 @@ def test_class_counts_add_up(corpora):
             for part in ("train", "val", "test"):
                 assert sum(fold.audit["classes"][part].values()) == fold.audit["sizes"][part]
             assert Counter(covered(fold)) == Counter(fold.train + fold.val + fold.test)  # no duplicates
+
+
+def test_a_fold_is_labelled_by_index_and_what_it_tests(corpora):
+    loso = protocols.load("loso").folds(corpora)
+    assert [f.label for f in loso] == [f"fold {f.index} ({f.name})" for f in loso] and "Ses01" in loso[0].label
+    kfold = protocols.load("kfold-random").folds(corpora)
+    assert [f.label for f in kfold] == [f"fold {i} of {len(kfold)}" for i in range(len(kfold))]

@@ -12,7 +12,7 @@ from serbench.artefacts import cache
 from serbench.errors import SerbenchError
 from serbench.recipe_bench import bench
 
-SMALL = {"probe": 4, "calibration": 4, "runs": 2}   # bench's meaning; tests pass the same to bench
+SMALL = {"probe": 4, "calibration": 4, "repeats": 2}   # bench's meaning; tests pass the same to bench
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +95,7 @@ def test_groups_come_from_node_names_whatever_the_format(tuned, home, tmp_path, 
 
 
 def test_bench_measures_the_written_recipe_at_the_target(tuned, home):
-    out = bench("tiny", ["hard"], "random:0", probe=SMALL["probe"], calibration=SMALL["calibration"], runs=2,
+    out = bench("tiny", ["hard"], "random:0", probe=SMALL["probe"], calibration=SMALL["calibration"], repeats=2,
                 warmup=1, energy=False, rss=False)
     row = next(x for x in out["rows"] if x["recipe"] == "hard")
     assert out["probe_ids"] == tuned["hard"]["probe_ids"]
@@ -154,7 +154,7 @@ def test_cli_writes_to_out_and_prints_the_result(tuned, home, tmp_path, capsys):
     out = tmp_path / "mine.yaml"
     rc = cli.main(["tune", "--model", "tiny", "--weights", "random:0", "--recipe", "static-int8",
                    "--min-fidelity", str(tuned["target"]), "--out", str(out), "--probe", "4", "--calibration", "4",
-                   "--runs", "2"])
+                   "--repeats", "2"])
     text = capsys.readouterr().out
     assert rc == 0 and out.is_file() and yaml.safe_load(out.read_text())["name"] == "mine"
     assert "RANDOM-INIT" in text and f"--recipe {out}" in text

@@ -11,7 +11,7 @@ from serbench.errors import SerbenchError
 from serbench.runner import Runner, RunSpec
 
 SMALL = {"metric": "ua", "protocol": "loso", "data": None, "synthetic": True, "synthetic_size": "tiny",
-         "calibration": 8, "runs": 2}
+         "calibration": 8, "repeats": 2}
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +118,7 @@ def test_run_with_the_tuned_recipe_finds_every_fold_artefact_built(tuned, home, 
 def test_the_command_line_prints_validation_scores(tuned, home, capsys):
     assert cli.main(["tune", "--model", "tiny", "--recipe", "static-int8", "--weights", "random:0",
                      "--metric", "ua", "--protocol", "loso", "--synthetic", "--synthetic-size", "tiny",
-                     "--max-ua-drop", str(tuned["drop"]), "--calibration", "8", "--runs", "2",
+                     "--max-ua-drop", str(tuned["drop"]), "--calibration", "8", "--repeats", "2",
                      "--name", "cli-ua"]) == 0
     out = capsys.readouterr().out
     assert "val ΔUA [95% CI]" in out and "no test utterance read" in out and "RANDOM-INIT" in out

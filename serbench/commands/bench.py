@@ -25,7 +25,7 @@ def register(sub) -> None:
                    help="recipe name(s), comma-separated (see `serbench models --recipes`); fp32 is always "
                         "measured too, as the baseline")
     p.add_argument("--weights", default="hub", help="hub (default) | PATH | random[:SEED]")
-    p.add_argument("--runs", type=int, default=20, help="timed runs per recipe (default 20)")
+    p.add_argument("--repeats", type=int, default=20, help="timed repetitions per recipe (default 20)")
     p.add_argument("--warmup", type=int, default=3, help="untimed warm-up runs (default 3)")
     p.add_argument("--threads", type=int, help="CPU threads for inference (default: all usable cores)")
     p.add_argument("--probe", type=int, default=16, help="fidelity probe clips (default 16)")
@@ -67,7 +67,7 @@ def run(args) -> int:
     from serbench import api
 
     recipes = [r.strip() for r in args.recipe.split(",") if r.strip()]
-    result = api.bench(args.model, recipes, args.weights, runs=args.runs, warmup=args.warmup, threads=args.threads,
+    result = api.bench(args.model, recipes, args.weights, repeats=args.repeats, warmup=args.warmup, threads=args.threads,
                        probe=args.probe, calibration=args.calibration, country=args.country,
                        energy=not args.no_energy, rss=not args.no_rss, min_fidelity=args.min_fidelity,
                        slower_tolerance=args.slower_tolerance, probe_data=args.probe_data, seed=args.seed,

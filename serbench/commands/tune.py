@@ -49,7 +49,8 @@ def register(sub) -> None:
                         "speakers (as bench)")
     p.add_argument("--seed", type=int, help="seed of the --probe-data speaker split (default 0), or with "
                                             "--metric ua of the protocol's folds (default: the protocol's)")
-    p.add_argument("--runs", type=int, default=10, help="timed runs for the latency of the result (default 10)")
+    p.add_argument("--repeats", type=int, default=10,
+                   help="timed repetitions for the latency of the result (default 10)")
     p.add_argument("--threads", type=int, help="CPU threads for inference (default: all usable cores)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
@@ -81,7 +82,7 @@ def run(args) -> int:
                   data=sources.parse_data_args(args.data) if args.data else None, synthetic=args.synthetic,
                   synthetic_size=args.synthetic_size, name=args.name, out=args.out,
                   force=args.force, probe=args.probe, calibration=args.calibration, probe_data=args.probe_data,
-                  seed=args.seed, runs=args.runs,
+                  seed=args.seed, repeats=args.repeats,
                   threads=args.threads, log=(lambda m: None) if args.json else print)
     if args.json:
         print(json.dumps(result, indent=2, default=str))
