@@ -191,6 +191,7 @@ def test_inc_int8_falls_back_to_the_graphs_arithmetic_when_the_int8_kernels_disa
     assert measure.fidelity(exact, emb)["centered_cosine_worst_layer"] >= 0.999  # ties may round apart
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("isa", ["AVX2", "AVX512_CORE"])
 def test_inc_int8_is_its_quantised_graph_with_onednn_capped_to(isa, inc, setup, tmp_path):
     """The kernel path depends on the CPU, so the test above is repeated with oneDNN capped to

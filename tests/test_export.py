@@ -180,6 +180,10 @@ def test_cli_export_then_standalone_infer_without_torch(shared_home, runs, tmp_p
     assert main(["infer", str(out), str(tmp_path / "note.wav"), "--json"]) == 0
     ours = json.loads(capsys.readouterr().out)["results"][0]
     assert ours["windows"] == note["windows"]
+    assert main(["infer", str(out), str(tmp_path / "note.wav")]) == 0   # text states weights and training data
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith("model: tiny / static-int8 (run ") and "weights RANDOM-INIT" in first
+    assert "trained on SYNTHETIC data (iemocap)" in first
     for c, p in ours["distribution"].items():
         assert abs(p - note["distribution"][c]) < 0.05
 
@@ -250,6 +254,7 @@ def test_full_disk_while_exporting_is_named_and_leaves_nothing(shared_home, runs
     assert list(tmp_path.iterdir()) == [out] and not any(out.iterdir())  # no temporary folder, OUT untouched
 
 
+@pytest.mark.slow
 def test_an_exported_folders_infer_py_makes_no_network_attempt(shared_home, runs, tmp_path):
     """A deployed model must not phone anywhere: the folder's own infer.py on a long note, kept
     open past the point where onnxruntime's telemetry makes its lookups (tests/test_network.py has

@@ -125,6 +125,7 @@ def _ci_commands() -> list[list[str]]:
     return [shlex.split(ln)[1:] for ln in text.splitlines() if ln.strip().startswith("serbench ")]
 
 
+@pytest.mark.slow
 def test_ci_benchmark_passes_the_committed_baseline_and_fails_a_raised_one(tmp_path, capsys):
     # CI runs every command of ci_gate.sh itself (minutes, for the DistilHuBERT line); here the
     # fast egemaps line is run and gated against the committed baseline's entry for it.

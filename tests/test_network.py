@@ -30,6 +30,7 @@ while time.time() - t < {OPEN_S}:
 """
 
 
+@pytest.mark.slow
 def test_serbench_sessions_make_no_network_attempt_where_a_bare_onnxruntime_does():
     why = unavailable()
     if why:

@@ -395,3 +395,15 @@ def test_missing_file_folder_and_symlink_loop_say_what_they_are(tmp_path, model_
     assert f"{tmp_path / 'dir.wav'}: error: {tmp_path / 'dir.wav'}: is a directory" in err
     assert "loop.wav: symlink loop" in err
 
+
+
+def test_the_text_output_names_weights_and_training_data():
+    from serbench.runtime import note as note_mod
+
+    card = {"model": "distilhubert", "recipe": "static-int8", "run_id": 4,
+            "weights": "RANDOM-INIT (seed 0), not pretrained", "data": {"synthetic": True, "corpora": {"iemocap": {}}}}
+    assert note_mod.format_model(card) == ("model: distilhubert / static-int8 (run 4); weights RANDOM-INIT (seed 0), "
+                                           "not pretrained; trained on SYNTHETIC data (iemocap)")
+    real = {**card, "weights": "hub facebook/x", "data": {"synthetic": False, "corpora": {"ravdess": {}, "emodb": {}}}}
+    assert note_mod.format_model(real).endswith("; weights hub facebook/x; trained on emodb, ravdess")
+    assert "no model card" in note_mod.format_model({})

@@ -96,6 +96,7 @@ def test_in_process_sweep_stores_every_run_with_the_numbers_of_serbench_run(in_p
     assert len(rep.runs) == 6
 
 
+@pytest.mark.slow
 def test_ray_local_gives_the_same_ua_per_run_as_in_process(in_process, tmp_path):
     pytest.importorskip("ray")
     folder, df = in_process
@@ -117,6 +118,7 @@ def _folds_stored(store_path: Path) -> int:
         return 0
 
 
+@pytest.mark.slow
 def test_a_killed_sweep_resumed_ends_with_the_store_of_an_uninterrupted_one(in_process, tmp_path):
     folder, _ = in_process
     grid, store_path = write_grid(tmp_path), tmp_path / "results.sqlite"

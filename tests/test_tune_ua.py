@@ -10,6 +10,8 @@ from serbench import cli, metrics, mixed_precision, registry, train
 from serbench.errors import SerbenchError
 from serbench.runner import Runner, RunSpec
 
+pytestmark = pytest.mark.slow   # ~45 s: its fixture builds every candidate of two greedy searches
+
 SMALL = {"metric": "ua", "protocol": "loso", "data": None, "synthetic": True, "synthetic_size": "tiny",
          "calibration": 8, "repeats": 2}
 

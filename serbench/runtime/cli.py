@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from .note import Options, analyse_files, format_text
+from .note import Options, analyse_files, format_model, format_text
 from .base import ENTRY_FILE, PACKAGE_DIR, InferError
 
 
@@ -37,6 +37,7 @@ def print_results(doc: dict, args) -> None:
     if args.json:
         print(json.dumps(doc, indent=2))
         return
+    print(format_model(doc.get("model_card") or {}))
     for r in doc["results"]:
         if r["status"] == "error":
             print(f"{r['file']}: error: {r['message']}", file=sys.stderr)

@@ -184,7 +184,8 @@ def analyse_files(model_dir, files, options: Options | None = None, threads: int
             results.append({"file": str(a), "status": "error", "message": str(exc)})
             status = 2
     doc = {"model": str(model_dir), "labels": model.labels,
-           "model_card": {k: model.card.get(k) for k in ("model", "recipe", "run_id", "weights") if k in model.card},
+           "model_card": {k: model.card.get(k) for k in ("model", "recipe", "run_id", "weights", "data")
+                          if k in model.card},
            "vad_model": str(vad.path) if vad else None, "results": results}
     return doc, status
 
@@ -192,6 +193,19 @@ def analyse_files(model_dir, files, options: Options | None = None, threads: int
 def _clock(seconds: float) -> str:
     m, s = divmod(seconds, 60)
     return f"{int(m)}:{s:04.1f}"
+
+
+def format_model(card: dict) -> str:
+    """One line saying what made the predictions: the model, its weights and what its head was
+    trained on, SYNTHETIC and RANDOM-INIT in capitals (a text output must not hide them)."""
+    if not card:
+        return "model: no model card in the folder (weights and training data unknown)"
+    data = card.get("data") or {}
+    corpora = ", ".join(sorted(data.get("corpora") or {})) or "unknown corpora"
+    trained = f"trained on SYNTHETIC data ({corpora})" if data.get("synthetic") else f"trained on {corpora}"
+    run = f" (run {card['run_id']})" if card.get("run_id") is not None else ""
+    return (f"model: {card.get('model', '?')} / {card.get('recipe', '?')}{run}; weights "
+            f"{card.get('weights', 'unknown')}; {trained}")
 
 
 def format_text(result: dict, timeline: bool = True) -> str:
