@@ -229,7 +229,7 @@ def check_out(out: str | Path, force: bool = False) -> Path:
         raise atomic.error(exc, out, "report folder", "read") from exc
     if not empty and not is_report_folder(out):
         raise SerbenchError(f"--out {out} is not empty and holds no serbench report (its report.md, runs.csv ... "
-                            "would be overwritten); choose another folder or pass --force")
+                            "would be overwritten); choose another folder or pass --force (force=True from Python)")
     return out
 
 

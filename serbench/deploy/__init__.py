@@ -40,7 +40,7 @@ def export(run_id: int, out: str | Path, recipe: str | None = None, fold: int = 
     if out.exists() and not out.is_dir():
         raise SerbenchError(f"{out} is a file; OUT must be a folder to write (or not exist yet)")
     if out.exists() and any(out.iterdir()) and not force:
-        raise SerbenchError(f"{out} exists and is not empty; choose another folder or pass --force")
+        raise SerbenchError(f"{out} exists and is not empty; choose another folder or pass --force (force=True from Python)")
     with store.Store.existing(store_path if store_path is not None else store.default_path()) as db:
         what = select.resolve(db, run_id, recipe, fold)
         measurements = db.measurements(int(what["run"]["id"]))
