@@ -41,9 +41,9 @@ from serbench.errors import SerbenchError
 from serbench import schema
 from serbench.schema import Field, positive
 
-WEIGHT_OPTIONS = ("--weights hub (pretrained, from the hub or the local Hugging Face cache), "
-                  "--weights PATH (a save_pretrained folder or a checkpoint file), or "
-                  "--weights random[:SEED] (explicit random initialisation, labelled as such)")
+OTHER_WEIGHTS = ("--weights PATH (a save_pretrained folder or a checkpoint file), or "
+                 "--weights random[:SEED] (explicit random initialisation, labelled as such)")
+WEIGHT_OPTIONS = "--weights hub (pretrained, from the hub or the local Hugging Face cache), " + OTHER_WEIGHTS
 PARAMS_TOLERANCE = 0.001  # relative; e.g. masked_spec_embed exists only when masking is configured
 MIN_SECONDS = 0.5
 
@@ -158,12 +158,12 @@ def _from_hub(entry: ModelEntry, cls):
     reason = _hub_unreachable()
     if reason:
         raise SerbenchError(f"cannot load {entry.hub_id}@{entry.revision} for model {entry.name!r}: "
-                            f"it is not in the Hugging Face cache and {reason}. Use {WEIGHT_OPTIONS}")
+                            f"it is not in the Hugging Face cache and {reason}. Use {OTHER_WEIGHTS}")
     try:
         return cls.from_pretrained(entry.hub_id, revision=entry.revision)
     except OSError as exc:
         raise SerbenchError(f"cannot load {entry.hub_id}@{entry.revision} for model {entry.name!r}: "
-                            f"{exc}. Use {WEIGHT_OPTIONS}") from exc
+                            f"{exc}. Use {OTHER_WEIGHTS}") from exc
 
 
 def _from_checkpoint(entry: ModelEntry, cls, config_cls, path: Path):

@@ -94,10 +94,12 @@ def runs_display(t: pd.DataFrame) -> pd.DataFrame:
             "WA % (fold mean ± std)": mean_std(r["wa"], r["wa_std"]),
             "macro-F1 % (fold mean ± std)": mean_std(r["macro_f1"], r["macro_f1_std"]),
             **{f"F1 {c} %": pct(r["f1"].get(c)) for c in classes},
-            "size MB": num(r["size_mb"], ".1f"), "latency p50 ms": num(r["latency_p50_ms"], ".0f"),
+            "size MB": num(r["size_mb"], ".1f"),
+            "latency p50 ms (one clip)": num(r["latency_p50_ms"], ".0f"),
             "latency measured on": r.get("speed_on") or "",
-            "UA/MB": ("n/a (weight-free, 0 MB)" if r["size_mb"] == 0 else num(r["acc_per_mb"], ".3g")),
-            "energy J/clip": num(r["energy_j_per_clip"], ".3g"),
+            "UA points/MB": ("n/a (weight-free, 0 MB)" if r["size_mb"] == 0 else
+                             num(None if r["acc_per_mb"] is None else 100 * r["acc_per_mb"], ".3g")),
+            "energy J/clip (estimate)": num(r["energy_j_per_clip"], ".3g"),
             "fidelity cos": num(r["fidelity_cosine"], ".4f"), "weights": r["weights"],
             "data": r["data"] + (f" ({r['synthetic_corpora']})" if r["data"] == "PARTLY SYNTHETIC" else ""),
             "flags": r["flags"] or "",
@@ -291,8 +293,9 @@ def _sections(rep: Report) -> list[tuple[str, str, pd.DataFrame | None, list[str
     return [
         ("Runs", "UA, WA and macro-F1: mean ± std over folds (%). UA pooled [95% speaker CI]: UA of all "
          "folds' test predictions pooled, with the 95% interval of a bootstrap that resamples test speakers "
-         "(not utterances: one speaker's clips are correlated); — for runs stored without it. UA/MB: UA as a "
-         "fraction per MB of model (not applicable to weight-free models). Fidelity: centred cosine of the "
+         "(not utterances: one speaker's clips are correlated); — for runs stored without it. UA points/MB: UA "
+         "in points per MB of model (not applicable to weight-free models). Latency: p50 of one 8 s clip at "
+         "batch 1, on the machine named. Energy: codecarbon's estimate per clip. Fidelity: centred cosine of the "
          "recipe's embeddings to fp32's on 8 synthetic probe clips, whatever data the run scored (serbench "
          "bench --probe-data measures it on real utterances).", runs_display(rep.runs), []),
         ("Compressed vs fp32", "Each compressed run against the fp32 run of the same serbench run invocation (same test "

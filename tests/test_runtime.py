@@ -106,22 +106,28 @@ def test_plan_windows_rejects_nonsense():
 
 
 @pytest.mark.parametrize("window, hop, min_len", [(800, 800, 100), (800, 300, 100), (800, 1100, 100), (50, 50, 50)])
-def test_streaming_windower_equals_the_plan(window, hop, min_len):
+def test_streaming_windower_equals_the_plan_on_the_file_timeline(window, hop, min_len):
+    """Windows are the plan over the *file*; each holds exactly the speech whose positions fall
+    inside it (nothing from outside), whatever the pieces it arrived in."""
     rng = np.random.default_rng(window + hop)
-    for total in (0, 40, 799, 800, 2000, 5431):
-        speech = rng.normal(size=total).astype(np.float32)
-        positions = np.sort(rng.choice(10 * total + 1, size=total, replace=False)).astype(np.int64)
+    for n in (0, 40, 799, 800, 2000, 5431):
+        length = 3 * n + 1                       # the file; a third of it is speech
+        speech = rng.normal(size=n).astype(np.float32)
+        positions = np.sort(rng.choice(length, size=n, replace=False)).astype(np.int64)
         w = runtime.Windower(window, hop, min_len)
         got, i = [], 0
-        while i < total:
-            n = int(rng.integers(1, 700))
-            got += list(w.push(speech[i:i + n], positions[i:i + n]))
-            i += n
-        got += list(w.flush())
-        plan = runtime.plan_windows(total, window, hop, min_len)
+        while i < n:
+            k = int(rng.integers(1, 700))
+            w.push(speech[i:i + k], positions[i:i + k])
+            i += k
+            decided = positions[i] if i < n else length   # no speech before the next piece is missing
+            got += list(w.ready(int(decided)))
+        got += list(w.flush(length))
+        plan = runtime.plan_windows(length, window, hop, min_len)
         assert [(a, b) for a, b, _, _ in got] == plan
         for a, b, wave, pos in got:
-            assert np.array_equal(wave, speech[a:b]) and np.array_equal(pos, positions[a:b])
+            inside = (positions >= a) & (positions < b)
+            assert np.array_equal(wave, speech[inside]) and np.array_equal(pos, positions[inside])
         assert w.max_buffered <= window + hop + 700
 
 
@@ -269,7 +275,10 @@ def test_stereo_44k_file(tmp_path, model, vad):
     assert abs(r["duration_s"] - y.size / SR) < 0.01
     assert r["resampler"].startswith("soxr")
     assert 10 < r["speech_s"] < r["duration_s"]
-    assert r["windows"] == len(runtime.plan_windows(int(round(r["speech_s"] * SR)), 8 * SR, 8 * SR, SR))
+    spans = runtime.plan_windows(int(round(r["duration_s"] * SR)), 8 * SR, 8 * SR, SR)   # the file's timeline
+    assert r["windows"] == sum(w.get("emotion") is not None for w in r["timeline"]) <= len(spans)
+    assert all((round(w["start_s"] * SR), round(w["end_s"] * SR)) in spans for w in r["timeline"])
+    assert all(w["speech_s"] <= w["end_s"] - w["start_s"] + 1e-3 for w in r["timeline"])
     assert abs(sum(r["distribution"].values()) - 1) < 1e-3
     starts = [w["start_s"] for w in r["timeline"]]
     assert starts == sorted(starts) and all(0 <= w["start_s"] < w["end_s"] <= r["duration_s"] for w in r["timeline"])
@@ -407,3 +416,22 @@ def test_the_text_output_names_weights_and_training_data():
     real = {**card, "weights": "hub facebook/x", "data": {"synthetic": False, "corpora": {"ravdess": {}, "emodb": {}}}}
     assert note_mod.format_model(real).endswith("; weights hub facebook/x; trained on emodb, ravdess")
     assert "no model card" in note_mod.format_model({})
+
+
+def test_a_window_is_a_span_of_the_file_and_never_joins_distant_speech(tmp_path, model, vad):
+    """Two utterances 30 s apart: with VAD each is classified in the window of the file it is in,
+    rather than both being glued into one window of VAD-joined speech."""
+    rng = np.random.default_rng(3)
+    spk = voice.random_speaker("w", "F", rng)
+    a, b = voice.utterance(spk, "angry", 3.0, rng), voice.utterance(spk, "sad", 3.0, rng)
+    quiet = lambda s: rng.normal(0, 0.002, int(s * SR)).astype(np.float32)  # noqa: E731
+    y = np.concatenate([quiet(0.5), a, quiet(30.0), b, quiet(0.5)])
+    sf.write(tmp_path / "two.wav", y, SR)
+    r = runtime.analyse(tmp_path / "two.wav", model, _opts(window=8, hop=8, min_speech=1.0), vad)
+    spoken = [w for w in r["timeline"] if w.get("emotion")]
+    b_start = (0.5 * SR + a.size + 30.0 * SR) / SR
+    assert r["windows"] == len(spoken) >= 2
+    assert spoken[0]["start_s"] == 0 and spoken[0]["end_s"] == 8
+    assert any(w["start_s"] <= b_start < w["end_s"] for w in spoken[1:])
+    for w in r["timeline"]:   # every span is a multiple of the hop on the file, and holds only its own speech
+        assert w["start_s"] % 8 == 0 and w["speech_s"] <= max(a.size, b.size) / SR + 0.1   # VAD pads 30 ms a side

@@ -59,8 +59,9 @@ def table(result: dict) -> str:
                     r["throughput_audio_s_per_s"], mem if mem is not None else "-",
                     joules if joules is not None else "-",
                     fmt.num(fid["centered_cosine"], ".4f", missing="-"), " ".join(r["flags"]) or "ok"))
-    return tabulate(out, headers=["recipe", "MB", "size/fp32", "p50 ms", "p90 ms", "speed-up", "audio s/s",
-                                  "peak RSS MB", "J/clip", "centred cos", "flags"])
+    clip = f"{result.get('clip_seconds', 8):g} s clip"
+    return tabulate(out, headers=["recipe", "MB", "size/fp32", f"p50 ms ({clip})", "p90 ms", "speed-up",
+                                  "audio s/s", "peak RSS MB", "J/clip (estimate)", "centred cos", "flags"])
 
 
 def run(args) -> int:

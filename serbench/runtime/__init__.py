@@ -27,8 +27,10 @@ One module per stage of the pipeline, one bounded-memory pass over the file:
   exactly silero's ``get_speech_timestamps`` rules (threshold 0.5, exit threshold 0.35, >= 250 ms
   speech, >= 100 ms silence to end a segment, 30 ms padding), but streaming: speech is passed on as
   soon as it is certain, so neither a long silence nor a long stretch of speech is held in memory.
-* ``windows``: the speech (non-speech cut out) is cut into ``window`` s windows every ``hop`` s
-  (:func:`plan_windows`); a last, partial window is kept when it holds at least ``min_speech`` s.
+* ``windows``: the *file's timeline* is cut into ``window`` s spans every ``hop`` s
+  (:func:`plan_windows`); with VAD a span's non-speech is left out, and nothing from outside the
+  span is joined in, so a window never glues distant utterances together. A span is classified
+  when it holds at least ``min_speech`` s of speech.
 * ``preprocess`` + ``features`` + ``model``: each window gets the model's training preprocessing
   (trim 20 dB below the loudest frame, pre-emphasis, peak-normalise), its speech part is embedded
   (padding left out, as serbench embeds during evaluation) through the backbone's input frontend

@@ -76,8 +76,13 @@ def analyse(path: str | os.PathLike, model: EmotionModel, options: Options | Non
 
     def classify(windows):
         for a, b, wave, pos in windows:
-            entry = {"start_s": round(float(pos[0]) / sr, 3), "end_s": round(float(pos[-1] + 1) / sr, 3),
-                     "speech_s": round((b - a) / sr, 3)}
+            if not wave.size:
+                continue     # no speech in this span of the file: nothing to say about it
+            entry = {"start_s": round(a / sr, 3), "end_s": round(b / sr, 3), "speech_s": round(wave.size / sr, 3)}
+            if wave.size < min_len:
+                entry.update(emotion=None, skipped=f"{wave.size / sr:.2f} s of speech < {o.min_speech:g} s")
+                timeline.append(entry)
+                continue
             level = Level().add(wave)
             if level.silent:
                 quiet.append(level)
@@ -106,7 +111,8 @@ def analyse(path: str | os.PathLike, model: EmotionModel, options: Options | Non
             stats.vad_s += time.perf_counter() - t
         for pos, piece in pieces:
             speech += piece.size
-            classify(windower.push(piece, pos))
+            windower.push(piece, pos)
+        classify(windower.ready(n16 if stream is None else stream.seg.keep_from()))
 
     nonfinite = [0]      # NaN/inf samples: such a file is refused, never classified
     with f:
@@ -125,9 +131,9 @@ def analyse(path: str | os.PathLike, model: EmotionModel, options: Options | Non
         t = time.perf_counter()
         for pos, piece in stream.finish():
             speech += piece.size
-            classify(windower.push(piece, pos))
+            windower.push(piece, pos)
         stats.vad_s += time.perf_counter() - t
-    classify(windower.flush())
+    classify(windower.flush(n16))
     stats.max_buffered_samples = max(windower.max_buffered, stream.max_buffered if stream else 0)
     stats.wall_s = time.perf_counter() - t0
 
@@ -137,7 +143,8 @@ def analyse(path: str | os.PathLike, model: EmotionModel, options: Options | Non
         "resampler": stats.resampler,
         "vad": bool(o.vad), "speech_s": round(speech / sr, 3) if o.vad else None,
         "window_s": o.window, "hop_s": o.hop, "min_speech_s": o.min_speech,
-        "windows": len(probs), "emotion": None, "distribution": None, "timeline": timeline,
+        "windows": len(probs), "windowing": "spans of the file's timeline; non-speech inside a span left out",
+        "emotion": None, "distribution": None, "timeline": timeline,
         "pooling": "mean of window probabilities",
     }
     if stream is not None:
@@ -149,13 +156,13 @@ def analyse(path: str | os.PathLike, model: EmotionModel, options: Options | Non
         return result
     if info.frames == 0:
         result.update(status="too_short", message="the file holds no audio frames")
-    elif timeline:   # there were windows, and every one was silent
+    elif quiet:   # every window with enough speech was silent
         result.update(status="silent", message=f"no variation in any window: {quiet[0].message()}")
     elif o.vad and speech == 0:
         result.update(status="no_speech", message="no speech found (voice activity detection)")
     elif o.vad:
-        result.update(status="too_short", message=f"only {speech / sr:.2f} s of speech; a window needs "
-                                                  f"at least {o.min_speech} s")
+        result.update(status="too_short", message=f"no {o.window:g} s span of the file holds {o.min_speech:g} s "
+                                                  f"of speech ({speech / sr:.2f} s of speech in all)")
     else:
         result.update(status="too_short", message=f"{info.seconds:.2f} s of audio; a window needs at "
                                                   f"least {o.min_speech} s")

@@ -1,4 +1,11 @@
-"""Cutting the speech of a note into fixed windows, in one pass with bounded memory."""
+"""Windows on the note's own timeline, in one pass with bounded memory.
+
+A window is a span of the *file*: ``[k * hop, k * hop + window)`` in 16 kHz samples. With VAD, the
+samples in it that are not speech are left out (masked), and nothing from outside the span is
+glued in: so a window never straddles a minute of silence to join two distant utterances, and its
+time range is the part of the file it speaks for. Without VAD every sample is speech and a window
+is exactly that span of audio.
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -7,12 +14,12 @@ from .base import InferError
 
 
 def plan_windows(total: int, window: int, hop: int, min_len: int) -> list[tuple[int, int]]:
-    """Windows ``[start, end)`` over ``total`` samples of speech.
+    """Windows ``[start, end)`` over ``total`` samples of the file.
 
-    Full windows start at ``0, hop, 2*hop, ...`` while they fit. If speech is left after the
-    last full window (or there was none), one more window starts at the next hop position and runs
-    to the end; it is kept when it holds at least ``min_len`` samples, else dropped. So speech
-    shorter than ``min_len`` gives no window at all.
+    Full windows start at ``0, hop, 2*hop, ...`` while they fit. If audio is left after the last
+    full window (or there was none), one more window starts at the next hop position and runs to
+    the end; it is kept when it spans at least ``min_len`` samples, else dropped. (A window is then
+    classified only if it holds at least ``min_len`` samples of speech: :class:`Windower`.)
     """
     if window <= 0 or hop <= 0 or min_len <= 0:
         raise InferError(f"window, hop and minimum length must be positive (got {window}, {hop}, {min_len})")
@@ -27,46 +34,44 @@ def plan_windows(total: int, window: int, hop: int, min_len: int) -> list[tuple[
 
 
 class Windower:
-    """:func:`plan_windows`, streaming: speech arrives in pieces, full windows leave as soon as
-    they fill, and only the samples a later window still needs are kept. Each sample carries
-    its position in the original (16 kHz) file, so a window knows its time range there."""
+    """:func:`plan_windows` on the file's timeline, streaming: speech arrives in pieces with its
+    positions in the (16 kHz) file; a window leaves as soon as no more speech inside it can
+    arrive (``ready(decided)``), with the speech samples that fell inside it; only samples a
+    later window still needs are kept."""
 
     def __init__(self, window: int, hop: int, min_len: int):
         plan_windows(1, window, hop, min_len)  # validates
         self.window, self.hop, self.min_len = window, hop, min_len
         self.buf = np.zeros(0, np.float32)
         self.pos = np.zeros(0, np.int64)
-        self.buf_start = 0      # speech-stream index of buf[0]
-        self.next_start = 0     # speech-stream index where the next window starts
-        self.total = 0          # speech samples received
-        self.emitted_end = 0    # end of the last emitted window
+        self.next_start = 0     # file position where the next window starts
         self.max_buffered = 0
 
-    def push(self, samples: np.ndarray, positions: np.ndarray):
-        """Add speech; yield ``(start, end, wave, positions)`` for each window that filled."""
-        self.buf = np.concatenate([self.buf, samples])
-        self.pos = np.concatenate([self.pos, positions])
-        self.total += samples.size
+    def push(self, samples: np.ndarray, positions: np.ndarray) -> None:
+        """Add speech samples and their (increasing) file positions."""
+        self.buf = np.concatenate([self.buf, np.asarray(samples, np.float32)])
+        self.pos = np.concatenate([self.pos, np.asarray(positions, np.int64)])
         self.max_buffered = max(self.max_buffered, self.buf.size)
-        while self.next_start + self.window <= self.total:
+
+    def ready(self, decided: int):
+        """Yield ``(start, end, wave, positions)`` for each window that ends at or before file
+        position ``decided`` (all speech before it has been pushed)."""
+        while self.next_start + self.window <= decided:
             yield self._take(self.next_start, self.next_start + self.window)
             self.next_start += self.hop
             self._drop()
-        self._drop()
 
-    def flush(self):
-        """Yield the last, partial window if it is long enough (see :func:`plan_windows`)."""
-        s = self.next_start
-        if s < self.total and self.total > self.emitted_end and self.total - s >= self.min_len:
-            yield self._take(s, self.total)
+    def flush(self, total: int):
+        """The file is ``total`` samples long: yield the windows :func:`plan_windows` has left."""
+        yield from self.ready(total)
+        if any(a == self.next_start for a, _ in plan_windows(total, self.window, self.hop, self.min_len)):
+            yield self._take(self.next_start, total)
 
     def _take(self, a: int, b: int):
-        i, j = a - self.buf_start, b - self.buf_start
-        self.emitted_end = b
-        return a, b, self.buf[i:j].copy(), self.pos[i:j].copy()
+        inside = (self.pos >= a) & (self.pos < b)
+        return a, b, self.buf[inside].copy(), self.pos[inside].copy()
 
     def _drop(self) -> None:
-        cut = min(self.next_start, self.total) - self.buf_start
-        if cut > 0:
-            self.buf, self.pos = self.buf[cut:], self.pos[cut:]
-            self.buf_start += cut
+        keep = self.pos >= self.next_start
+        if not keep.all():
+            self.buf, self.pos = self.buf[keep], self.pos[keep]
