@@ -32,13 +32,17 @@ def report_figures(runs: pd.DataFrame, cross: pd.DataFrame,
                    speakers: pd.DataFrame | None = None) -> dict[str, tuple[str, Figure]]:
     """Every figure of a report, ``{file stem: (caption, figure)}``, from its run table (with
     fronts, :func:`serbench.runtable.add_fronts`), cross-corpus table and per-speaker table
-    (:func:`serbench.views.speakers_table`): per protocol-and-data group the size, latency and
-    3-D fronts (each only over the runs that have its numbers; UA error bars where the run has a
-    speaker interval), the target corpus's per-class recall, per group a strip plot of UA per test
-    speaker per run, and one confusion heatmap per run."""
+    (:func:`serbench.views.speakers_table`): per protocol-and-data group the size and latency
+    fronts (each only over the runs that have its numbers, and only where there are at least two:
+    one point trades nothing; UA error bars where the run has a speaker interval; a weight-free
+    model as a reference line on the size plot, not a point at 0 MB), the target corpus's per-class
+    recall, per group a strip plot of UA per test speaker per run, and one confusion heatmap per run.
+    A model has one colour in every figure. No 3-D plot: on a page it hides more than it shows,
+    and the size and latency plots carry the same fronts."""
     from serbench import metrics
 
     figs: dict[str, tuple[str, Figure]] = {}
+    palette = model_colours(runs["model"]) if len(runs) else {}
     # latency is drawn per machine as well (``speed_group``: CPU and kernel ISA), size per group
     for name, x, x_label, col, by in (("size", "size_mb", "model size (MB)", "front_size", "pareto_group"),
                                       ("latency", "latency_p50_ms", "latency p50 (ms, one 8 s clip)", "front_latency",
@@ -46,16 +50,13 @@ def report_figures(runs: pd.DataFrame, cross: pd.DataFrame,
         for group, df in runs.groupby(by, sort=False):
             # the group name carries the kind of data (SYNTHETIC); point labels carry RANDOM-INIT
             have = df[df[col].notna()]
-            if len(have):
+            if len(have) >= MIN_POINTS:
                 have = have.assign(label=[plot_label(r, data_in_title=True) for r in have.to_dict("records")])
+                free = df[df["size_mb"] == 0] if name == "size" else df.iloc[:0]
+                free = free.assign(label=[plot_label(r, data_in_title=True) for r in free.to_dict("records")])
                 title = f"{name.capitalize()} x UA, {group}"
-                figs[f"pareto-{name}-{slug(group)}"] = (title, pareto_2d(have, x, x_label, col, title))
-    for group, df in runs.groupby("speed_group", sort=False):
-        have = df[df["front_3d"].notna()]
-        if len(have):
-            have = have.assign(label=[plot_label(r, data_in_title=True) for r in have.to_dict("records")])
-            title = f"Size x latency x UA, {group}"
-            figs[f"pareto-3d-{slug(group)}"] = (title, pareto_3d(have, "front_3d", title))
+                figs[f"pareto-{name}-{slug(group)}"] = (title, pareto_2d(have, x, x_label, col, title, palette,
+                                                                         references=free))
     long = [{"label": f"{r['model']}/{r['recipe']} -> {r['target']}" + (f" [{r['marks']}]" if r["marks"] else ""),
              "class": c[len("recall_"):], "recall": r[c]}
             for r in cross.drop_duplicates("run_id").to_dict("records")
@@ -74,7 +75,7 @@ def report_figures(runs: pd.DataFrame, cross: pd.DataFrame,
                                                                         if i in set(per["run_id"])]))
     for r in runs.to_dict("records"):
         if r["confusion"]:
-            title = f"run {r['run_id']}: {plot_label(r)}\n{r['protocol']}, UA {pct(r['ua'])}%"
+            title = f"run {r['run_id']}: {plot_label(r)}\n{r['protocol']}, {r['label_map']}, UA {pct(r['ua'])}%"
             figs[f"confusion-run{r['run_id']}"] = (title.replace("\n", "; "), confusion(
                 metrics.normalised_confusion(r["confusion"]), r["classes"], title))
     return figs
@@ -91,18 +92,35 @@ def render(fig: Figure) -> dict[str, bytes]:
     return out
 
 
-def pareto_2d(points: pd.DataFrame, x: str, x_label: str, on_front: str, title: str) -> Figure:
+MIN_POINTS = 2   # a front of one point trades nothing: such a group is in the tables, not plotted
+
+
+def model_colours(models) -> dict[str, tuple]:
+    """One colour per model name for the whole report (sorted names, so the same models get the
+    same colours in every report)."""
+    names = sorted(set(models))
+    return dict(zip(names, sns.color_palette("colorblind" if len(names) <= 10 else "husl", len(names))))
+
+
+def pareto_2d(points: pd.DataFrame, x: str, x_label: str, on_front: str, title: str,
+              palette: dict | None = None, references: pd.DataFrame | None = None) -> Figure:
     """Scatter of UA (%) against a cost ``x`` (minimised), the front drawn as a step line.
 
     ``points`` needs ``x``, ``ua`` (fraction), ``model``, ``recipe``, ``label`` and the boolean
-    column ``on_front``. Zero costs (weight-free baselines) stay visible: the axis goes symlog
-    instead of log when a zero is present.
+    column ``on_front``; ``palette``: model -> colour (:func:`model_colours`). ``references``
+    (weight-free runs, which have no size) are drawn as dashed horizontal lines at their UA. Zero
+    costs stay visible: the axis goes symlog instead of log when a zero is present.
     """
     fig = Figure(figsize=(7.5, 5))
     ax = fig.add_subplot()
     df = points.assign(ua_pct=100 * points["ua"].astype(float), _x=points[x].astype(float))
     _error_bars(ax, df)
-    sns.scatterplot(data=df, x="_x", y="ua_pct", hue="model", style="recipe", s=90, ax=ax, zorder=3)
+    sns.scatterplot(data=df, x="_x", y="ua_pct", hue="model", style="recipe", s=90, ax=ax, zorder=3,
+                    palette=palette or None)
+    for r in ([] if references is None else references.to_dict("records")):
+        ax.axhline(100 * float(r["ua"]), ls="--", lw=1, zorder=1,
+                   color=(palette or {}).get(r["model"], CI_COLOUR),
+                   label=f"{r['label']} (weight-free, no size): UA {100 * float(r['ua']):.1f} %")
     front = df[df[on_front].astype(bool)].sort_values(["_x", "ua_pct"])
     if len(front):
         ax.step(front["_x"], front["ua_pct"], where="post", color=FRONT_COLOUR, lw=1.5, zorder=2,
@@ -138,26 +156,6 @@ def _error_bars(ax, df: pd.DataFrame) -> None:
     mid = (low[ok] + high[ok]) / 2
     ax.errorbar(df.loc[ok, "_x"], mid, yerr=[mid - low[ok], high[ok] - mid], fmt="none", ecolor=CI_COLOUR,
                 elinewidth=1.0, capsize=3, alpha=0.8, zorder=2.5, label="UA pooled, 95% speaker CI")
-
-
-def pareto_3d(points: pd.DataFrame, on_front: str, title: str) -> Figure:
-    """Size x latency x UA, points on the 3-D front in the front colour, the others grey."""
-    fig = Figure(figsize=(7.5, 6))
-    ax = fig.add_subplot(projection="3d")
-    mask = points[on_front].astype(bool).to_numpy()
-    xs, ys = points["size_mb"].astype(float).to_numpy(), points["latency_p50_ms"].astype(float).to_numpy()
-    zs = 100 * points["ua"].astype(float).to_numpy()
-    for sel, colour, name in ((~mask, "grey", "dominated"), (mask, FRONT_COLOUR, "on the 3-D front")):
-        if sel.any():
-            ax.scatter(xs[sel], ys[sel], zs[sel], c=colour, s=60, depthshade=False, label=name)
-    for x, y, z, label in zip(xs, ys, zs, points["label"]):
-        ax.text(x, y, z, f" {label}", fontsize=7)
-    ax.set_xlabel("size (MB)")
-    ax.set_ylabel("latency p50 (ms)")
-    ax.set_zlabel("UA (%)")
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=7)
-    return fig
 
 
 def confusion(matrix: np.ndarray, classes: Sequence[str], title: str) -> Figure:

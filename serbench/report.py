@@ -310,7 +310,9 @@ def _sections(rep: Report) -> list[tuple[str, str, pd.DataFrame | None, list[str
          paired_display(rep.paired) if len(rep.paired) else None, []),
         ("Pareto fronts", "Smaller size or latency and higher UA are better; a run is on the front when no other "
          "run of the same protocol and kind of data is at least as good on every axis and better on one. "
-         "n/a: the run lacks that measurement (e.g. made with --no-measure).",
+         "n/a: the run lacks that measurement (e.g. made with --no-measure), or a weight-free model on the "
+         "size axis (it has no artefact to size: the size plot draws it as a dashed line at its UA). A group "
+         "is plotted when it has at least two runs to trade; a model has one colour in every plot.",
          fronts_display(rep.runs), pick("pareto-")),
         ("Per-speaker results", "UA per test speaker (pooled over folds), per run: the spread and the worst "
          "speakers by name; every speaker's UA in the strip plot. speakers.csv holds all of them.",

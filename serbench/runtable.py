@@ -256,7 +256,13 @@ def add_fronts(table: pd.DataFrame) -> pd.DataFrame:
         by = "speed_group" if "latency_p50_ms" in objectives else "pareto_group"
         for _, idx in out.groupby(by, sort=False).groups.items():
             points = out.loc[idx].to_dict("records")
-            mask = pareto.front(points, objectives)
+            if "size_mb" in objectives:
+                # a weight-free model (0 MB: it has no artefact to size, though its openSMILE binary
+                # and head are not 0 MB) is left off a size axis, where it would take every front;
+                # its front value stays None, and the report draws it as a reference line
+                idx = [i for i, p in zip(idx, points) if p.get("size_mb") != 0]
+                points = [p for p in points if p.get("size_mb") != 0]
+            mask = pareto.front(points, objectives) if points else []
             for i, p, on in zip(idx, points, mask):
                 out.at[i, col] = on if pareto.comparable(p, objectives) else None
     return out

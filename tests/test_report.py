@@ -100,7 +100,6 @@ def test_report_files_are_written_self_contained_and_marked(hand, tmp_path):
     for name in ("runs.csv", "leakage.csv", "cross_corpus.csv"):
         assert (out / name).stat().st_size > 0
     for stem in ("pareto-size-loso-iemocap-4class-real", "pareto-latency-loso-iemocap-4class-real",
-                 "pareto-3d-loso-iemocap-4class-real",
                  "cross-corpus-recall", f"confusion-run{hand.ids['G']}"):
         for ext in ("png", "svg"):
             assert (out / "plots" / f"{stem}.{ext}").stat().st_size > 1000, stem

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import PathCollection
 from matplotlib.container import ErrorbarContainer
 from statsmodels.stats.contingency_tables import mcnemar as sm_mcnemar
 from _runs import CLASSES, speaker_of, write_run
@@ -318,9 +319,31 @@ def test_pareto_plots_have_ua_error_bars_and_labels_inside_the_axes(hand):
                   for k in "ABC")  # A, B, C have intervals; D (older) has none
     assert got == want
     for stem, (_, f) in rep.figures.items():
-        if not stem.startswith("pareto-") or stem.startswith("pareto-3d"):
-            continue
-        _assert_labels_inside(f)
+        if stem.startswith("pareto-"):
+            _assert_labels_inside(f)
+
+
+def test_the_report_plots_what_can_be_traded_and_colours_each_model_once(hand):
+    rep = _build(hand.path, figures=True)
+    t = rep.runs
+    assert not any(s.startswith("pareto-3d") for s in rep.figures)
+    scatter = lambda fig: next(c for c in fig.axes[0].collections if isinstance(c, PathCollection))  # noqa: E731
+    for stem, (title, fig) in rep.figures.items():   # every Pareto plot has at least two points to trade
+        if stem.startswith("pareto-"):
+            assert len(scatter(fig).get_offsets()) >= 2, stem
+    plotted = {s for s in rep.figures if s.startswith("pareto-size-")}
+    for group, df in t.groupby("pareto_group"):
+        sized = df[df["front_size"].notna()]
+        assert (f"pareto-size-{fmt.slug(group)}" in plotted) == (len(sized) >= 2), group
+    # the weight-free egemaps run (0 MB) is a dashed line at its UA, not a point at 0 MB
+    d = t.set_index("run_id").loc[hand.ids["D"]]
+    _, fig = rep.figures["pareto-size-loso-iemocap-4class-real"]
+    lines = [ln for ln in fig.axes[0].get_lines() if "weight-free" in ln.get_label()]
+    assert len(lines) == 1 and lines[0].get_ydata()[0] == pytest.approx(100 * d["ua"])
+    assert all(x > 0 for x, _ in scatter(fig).get_offsets())
+    colours = plots.model_colours(t["model"])
+    assert set(colours) == set(t["model"]) and len(set(colours.values())) == len(colours)
+    assert plots.model_colours(list(reversed(list(t["model"])))) == colours   # not order-dependent
 
 
 def _assert_labels_inside(fig):

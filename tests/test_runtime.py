@@ -435,3 +435,17 @@ def test_a_window_is_a_span_of_the_file_and_never_joins_distant_speech(tmp_path,
     assert any(w["start_s"] <= b_start < w["end_s"] for w in spoken[1:])
     for w in r["timeline"]:   # every span is a multiple of the hop on the file, and holds only its own speech
         assert w["start_s"] % 8 == 0 and w["speech_s"] <= max(a.size, b.size) / SR + 0.1   # VAD pads 30 ms a side
+
+
+def test_speech_padded_past_the_end_of_the_file_stays_aligned_with_its_positions(tmp_path, model, vad):
+    """Speech that runs to the last sample: the VAD's end padding reaches past the file, and the
+    samples passed on must still match their positions one to one (it once ended in an IndexError)."""
+    rng = np.random.default_rng(11)
+    spk = voice.random_speaker("e", "M", rng)
+    y = np.concatenate([rng.normal(0, 0.002, SR).astype(np.float32), voice.utterance(spk, "angry", 3.0, rng)])
+    sf.write(tmp_path / "end.wav", y, SR)
+    stream = runtime.VadStream(vad)
+    pieces = [p for x in np.array_split(y, 7) for p in stream.push(x)] + list(stream.finish())
+    assert pieces and all(len(pos) == len(w) and pos[-1] < y.size for pos, w in pieces)
+    r = runtime.analyse(tmp_path / "end.wav", model, _opts(window=3, hop=3), vad)
+    assert r["status"] == "ok" and r["timeline"][-1]["end_s"] <= r["duration_s"] + 1e-3

@@ -143,6 +143,9 @@ class VadStream:
 
     def _slice(self, ranges):
         for a, b in ranges:
+            b = min(b, self.n)   # a segment's end padding can reach past the last sample received
+            if b <= a:
+                continue
             i, j = a - self.buf_start, b - self.buf_start
             assert i >= 0, "VAD dropped audio it still needed"
             yield np.arange(a, b, dtype=np.int64), self.buf[i:j].copy()

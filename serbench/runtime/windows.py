@@ -49,6 +49,8 @@ class Windower:
 
     def push(self, samples: np.ndarray, positions: np.ndarray) -> None:
         """Add speech samples and their (increasing) file positions."""
+        if len(samples) != len(positions):
+            raise InferError(f"{len(samples)} speech samples came with {len(positions)} positions")
         self.buf = np.concatenate([self.buf, np.asarray(samples, np.float32)])
         self.pos = np.concatenate([self.pos, np.asarray(positions, np.int64)])
         self.max_buffered = max(self.max_buffered, self.buf.size)
