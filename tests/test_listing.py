@@ -36,3 +36,18 @@ def test_a_label_map_is_described_by_the_first_sentence_of_its_comment(tmp_path,
     mine = next(r for r in json.loads(capsys.readouterr().out) if r["name"] == "mine")
     assert mine["description"] == "Mine: calm as neutral, i.e. four classes."
     assert mine["classes"] == "a, b"
+
+
+def test_every_command_that_prints_progress_takes_quiet_and_every_reporting_command_json():
+    """One voice: the same flags mean the same thing on every command that can use them."""
+    from serbench.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command").choices
+    flags = {name: {o for a in p._actions for o in a.option_strings} for name, p in sub.items()}
+    for name in ("run", "sweep", "bench", "tune", "export", "compare", "corpus"):
+        assert "--quiet" in flags[name], name
+    for name in ("run", "sweep", "bench", "tune", "export", "compare", "gate", "corpus", "models", "list", "infer"):
+        assert "--json" in flags[name], name
+    for name in ("bench", "tune"):
+        assert "--repeats" in flags[name] and "--runs" not in flags[name], name
+    assert "--runs" in flags["compare"] and "--margin" in flags["compare"] and "--margin" in flags["run"]

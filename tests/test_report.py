@@ -221,3 +221,16 @@ def test_empty_views_keep_their_csv_header_and_params_are_filled(hand, tmp_path)
     with runtable.open_store(path) as db:
         table = runtable.run_table(db, db.runs())
     assert table.set_index("run_id")["params"].to_dict() == {rid: 94371712, rid2: 25136}
+
+
+def test_compare_json_prints_the_report_tables_and_files(hand, tmp_path, capsys):
+    import json
+
+    out = tmp_path / "rep"
+    assert main(["compare", "--store", str(hand.path), "--out", str(out), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert sorted(r["run_id"] for r in doc["runs"]) == sorted(hand.ids[k] for k in "ABCDEFGH")
+    assert {"paired", "speakers", "leakage", "cross", "files"} <= set(doc)
+    assert all(Path(f).is_file() for f in doc["files"]) and doc["out"] == str(out)
+    assert main(["compare", "--store", str(hand.path), "--out", str(tmp_path / "q"), "--quiet"]) == 0
+    assert capsys.readouterr().out == "" and (tmp_path / "q" / "index.html").is_file()

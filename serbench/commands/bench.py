@@ -41,6 +41,7 @@ def register(sub) -> None:
     p.add_argument("--min-fidelity", type=float, default=0.95, help="flag centred cosine below this (0.95)")
     p.add_argument("--slower-tolerance", type=float, default=0.05,
                    help="flag a recipe whose p50 exceeds fp32's by more than this fraction (0.05)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines (the result is still printed)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
 
@@ -72,7 +73,7 @@ def run(args) -> int:
                        probe=args.probe, calibration=args.calibration, country=args.country,
                        energy=not args.no_energy, rss=not args.no_rss, min_fidelity=args.min_fidelity,
                        slower_tolerance=args.slower_tolerance, probe_data=args.probe_data, seed=args.seed,
-                       log=(lambda m: None) if args.json else print).attrs["result"]
+                       log=(lambda m: None) if args.json or args.quiet else print).attrs["result"]
     for note in result["notes"]:   # skipped files: on stderr, so --json users see them too
         print(f"note: {note}", file=sys.stderr)
     if args.json:

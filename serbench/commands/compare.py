@@ -1,6 +1,7 @@
 """``serbench compare``: write one report (HTML, Markdown, CSV, plots) from the results store."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from serbench.errors import SerbenchError
@@ -20,6 +21,9 @@ def register(sub) -> None:
     p.add_argument("--force", action="store_true",
                    help="write into --out even if it holds other files (files of the same names are replaced)")
     p.add_argument("--store", help="results database (default $SERBENCH_HOME/results.sqlite)")
+    p.add_argument("--json", action="store_true",
+                   help="print the report's tables as JSON (runs, paired, speakers, leakage, cross) and the files")
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors (the report is still written)")
     p.add_argument("--margin", type=float, metavar="POINTS",
                    help="equivalence margin of the verdicts vs fp32, in UA points (default 1.0)")
     p.set_defaults(func=run)
@@ -39,6 +43,13 @@ def run(args) -> int:
 
     out = Path(args.out) if args.out else report.default_out()
     rep = api.compare(args.store, parse_ids(args.runs), out=out, force=args.force, margin=args.margin)
+    if args.json:
+        tables = {k: json.loads(getattr(rep, k).to_json(orient="records", default_handler=str))
+                  for k in ("runs", "paired", "speakers", "leakage", "cross")}
+        print(json.dumps({**tables, "files": [str(p) for p in rep.files], "out": str(out)}, indent=2, default=str))
+        return 0
+    if args.quiet:
+        return 0
     print(f"report on {len(rep.runs)} run(s) ({', '.join(map(str, rep.runs['run_id']))}) written to {out}:")
     for path in rep.files:
         print(f"  {path}")

@@ -17,6 +17,7 @@ def register(sub) -> None:
     p.add_argument("--store", help="results database (default $SERBENCH_HOME/results.sqlite)")
     p.add_argument("--force", action="store_true", help="replace OUT if it exists")
     p.add_argument("--no-latency", action="store_true", help="do not time the exported graph")
+    p.add_argument("--quiet", action="store_true", help="no progress lines (the result is still printed)")
     p.add_argument("--json", action="store_true", help="print the model card as JSON")
     p.set_defaults(func=run)
 
@@ -25,7 +26,7 @@ def run(args) -> int:
     from serbench import api, fmt
 
     card = api.export(args.run, args.out, recipe=args.recipe, fold=args.fold, store=args.store, force=args.force,
-                      measure_latency=not args.no_latency, log=None if args.json else print)
+                      measure_latency=not args.no_latency, log=None if args.json or args.quiet else print)
     if args.json:
         print(json.dumps(card, indent=2, default=str))
         return 0

@@ -1,6 +1,8 @@
 """``serbench gate --baseline FILE``: compare the latest runs with a committed baseline (CI)."""
 from __future__ import annotations
 
+import json
+
 from tabulate import tabulate
 
 
@@ -27,6 +29,7 @@ def register(sub) -> None:
     p.add_argument("--update", action="store_true",
                    help="write the current runs as the new baseline instead of comparing (exit 0)")
     p.add_argument("--store", help="results database (default $SERBENCH_HOME/results.sqlite)")
+    p.add_argument("--json", action="store_true", help="print the outcome as JSON (exit status as without)")
     p.set_defaults(func=run)
 
 
@@ -48,6 +51,12 @@ def run(args) -> int:
     baseline = gate.load_baseline(args.baseline)
     outcome = gate.compare(baseline, current, tol, allow_missing=args.allow_missing, paired=args.paired,
                            n_resamples=args.resamples)
+    if args.json:
+        print(json.dumps({"passed": outcome.passed, "rows": outcome.rows, "failures": outcome.failures,
+                          "baseline": str(args.baseline), "store": str(path), "machine": provenance.isa_summary(),
+                          "tolerance": {"ua": tol.ua, "acc_per_mb": tol.acc_per_mb}, "paired": args.paired},
+                         indent=2, default=str))
+        return 0 if outcome.passed else 1
     print(f"gate: {len(baseline)} baseline entries ({args.baseline}) vs the latest runs in {path}")
     print(f"machine: {provenance.isa_summary()}")
     print(f"tolerance: UA may drop {tol.ua:.4f} (absolute"

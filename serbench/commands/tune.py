@@ -52,6 +52,7 @@ def register(sub) -> None:
     p.add_argument("--repeats", type=int, default=10,
                    help="timed repetitions for the latency of the result (default 10)")
     p.add_argument("--threads", type=int, help="CPU threads for inference (default: all usable cores)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines (the result is still printed)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
 
@@ -83,7 +84,7 @@ def run(args) -> int:
                   synthetic_size=args.synthetic_size, name=args.name, out=args.out,
                   force=args.force, probe=args.probe, calibration=args.calibration, probe_data=args.probe_data,
                   seed=args.seed, repeats=args.repeats,
-                  threads=args.threads, log=(lambda m: None) if args.json else print)
+                  threads=args.threads, log=(lambda m: None) if args.json or args.quiet else print)
     if args.json:
         print(json.dumps(result, indent=2, default=str))
         return 0
