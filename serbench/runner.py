@@ -20,7 +20,6 @@ import dataclasses
 import hashlib
 import io
 import json
-import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -400,12 +399,10 @@ class Runner:
         if self.spec.measure:
             from serbench import measure  # lazy: codecarbon and friends are slow to import
 
-            self.log(f"measuring {recipe.name}: latency, peak memory, energy, fidelity "
-                     "(about 20 s; --no-measure skips it) ...")
-            t0 = time.perf_counter()
-            with progress.step(f"measuring {recipe.name}"):
+            # the step says when it starts, how long it has run and when it ends (progress on)
+            with progress.step(f"measuring {recipe.name}: latency, peak memory, energy, fidelity "
+                               "(--no-measure skips it)"):
                 values.update(measure.for_run(self.entry, recipe, art, self.weights, reference=self.fp32))
-            self.log(f"measured {recipe.name} in {time.perf_counter() - t0:.0f} s")
         db.add_measurements(run_id, values)
         return values
 
