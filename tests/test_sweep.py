@@ -218,3 +218,18 @@ def test_a_cell_that_fails_to_finish_is_reported_and_the_others_finish(tmp_path,
     assert list(df.protocol) == ["kfold-random"]
     [failure] = df.attrs["failures"]
     assert failure["stage"] == "finish" and "egemaps/loso" in failure["task"] and "no space" in failure["reason"]
+
+
+def test_the_sweep_eta_counts_each_stage_at_its_own_pace():
+    """Two slow builds done, ten quick folds planned: tqdm's uniform ETA would charge each fold a
+    build's 30 s; the stage pace charges the embed and folds the pace of all done so far, then their own."""
+    from collections import Counter
+
+    from serbench.sweeps import eta
+
+    planned = Counter(build=2, embed=1, fold=10)
+    assert eta(planned, Counter(), {}) is None
+    assert eta(planned, Counter(build=2), {"build": 60.0}) == pytest.approx(11 * 30.0)
+    got = eta(planned, Counter(build=2, embed=1, fold=2), {"build": 60.0, "embed": 3.0, "fold": 2.0})
+    assert got == pytest.approx(8 * 1.0)
+    assert eta(planned, Counter(build=2, embed=1, fold=10), {"build": 60, "embed": 3, "fold": 10}) == 0

@@ -24,8 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from serbench import store as store_mod
+from serbench.progress import LOG as progress_log
 from serbench.sweeps import grid as grid_mod
 from serbench.sweeps import tasks as task_functions
 from serbench.sweeps.executors import InProcess, OnRay, Task
@@ -112,6 +114,16 @@ class SweepResult:
                                     # (plan_s + write_s + finish_s: the serial part) + tasks_s
 
 
+def eta(planned: Counter, done: Counter, spent: dict[str, float]) -> float | None:
+    """Seconds left: each stage's remaining tasks at that stage's measured pace (wall seconds per
+    completed task); a stage with none done yet at the pace of all done so far. None before any."""
+    finished = sum(done.values())
+    if not finished:
+        return None
+    overall = sum(spent.values()) / finished
+    return sum(max(planned[k] - done[k], 0) * (spent[k] / done[k] if done[k] else overall) for k in planned)
+
+
 def run(grid_path: str | Path, *, ray: str | None = None, ray_cpus: int | None = None, cpus_per_task: int = 1,
         resume: bool = False, synthetic: bool | None = None, store: str | Path | None = None,
         progress: bool = True, log=print) -> SweepResult:
@@ -142,11 +154,22 @@ def run(grid_path: str | Path, *, ray: str | None = None, ray_cpus: int | None =
                 f"tasks {', '.join(f'{k} {planned[k]}' for k in STAGES)}; on {executor.name}")
             timings["plan_s"] = time.perf_counter() - t0 - timings["executor_start_s"]
             done_by = Counter()
-            bar = tqdm(total=len(tasks), desc="sweep", unit="task", disable=not progress)
+            spent: dict[str, float] = Counter()   # wall seconds per stage, between completions
+            last = [time.perf_counter()]
+            # tqdm's own ETA assumes every task takes as long: a build takes 30 s, a fold 1 s
+            bar = tqdm(total=len(tasks), desc="sweep", unit="task", disable=not progress,
+                       bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
 
-            def update():
+            def update(kind: str | None = None):
+                now = time.perf_counter()
+                if kind is not None:
+                    spent[kind] += now - last[0]
+                last[0] = now
+                left = eta(planned, done_by, spent)
                 bar.set_postfix_str(" ".join(f"{k} {done_by[k]}/{planned[k]}" for k in STAGES if planned[k])
-                                    + (f" failed {len(failures)}" if failures else ""), refresh=False)
+                                    + (f" failed {len(failures)}" if failures else "")
+                                    + ("" if left is None else f"; ETA ~{left:.0f} s from each stage's pace"),
+                                    refresh=False)
                 bar.update()
 
             def done(task: Task, value) -> None:
@@ -155,7 +178,7 @@ def run(grid_path: str | Path, *, ray: str | None = None, ray_cpus: int | None =
                     task.cell.runner.write(db, task.cell.run_ids, value)
                     timings["write_s"] += time.perf_counter() - start
                 done_by[task.kind] += 1
-                update()
+                update(task.kind)
 
             def failed(task: Task, reason: str, detail: str | None = None) -> None:
                 failures.append({"task": task.id, "stage": task.kind, "reason": reason, "inputs": task.inputs})
@@ -166,7 +189,8 @@ def run(grid_path: str | Path, *, ray: str | None = None, ray_cpus: int | None =
 
             start = time.perf_counter()
             try:
-                executor.run(tasks, done, failed)
+                with logging_redirect_tqdm(loggers=[progress_log]):   # step lines above the bar, not through it
+                    executor.run(tasks, done, failed)
             except BaseException as exc:   # interrupted: the runs stay resumable
                 for c in cells:
                     c.runner.fail(db, c.run_ids, exc)
