@@ -107,13 +107,13 @@ def verdict(low, high, reference: str = "fp32", covers_zero=None, margin: float 
         if covers_zero is None:
             return MISSING
         return f"inconclusive vs {reference}" if covers_zero else f"different from {reference}"
-    touch = (finite(step) or 0.0) / 2
-    if high < -touch:
+    step = finite(step) or 0.0
+    if high < -step / 2:
         return f"worse than {reference}"
-    if low > touch:
+    if low > step / 2:
         return f"better than {reference}"
     m = margin / 100
-    if -m <= low and high <= m and touch * 2 <= m:   # a test set whose one utterance outweighs the margin resolves none
+    if -m <= low and high <= m and step <= m:   # a test set whose one utterance outweighs the margin resolves none
         return f"equivalent to {reference} (within ±{margin:.1f} points)"
     return f"inconclusive vs {reference} at ±{margin:.1f} points"
 

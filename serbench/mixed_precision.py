@@ -235,29 +235,34 @@ class Target:
         return f"min{self.value:g}" if self.metric == "fidelity" else f"ua{self.value:g}"
 
 
-def target(metric: str, min_fidelity, max_ua_drop, protocol, given: dict) -> Target:
-    """The target, with each metric's arguments required and the other metric's refused."""
+def _given(args: dict) -> list[str]:
+    """The flags of ``args`` (flag -> value) that were given: neither None nor false."""
+    return [flag for flag, v in args.items() if v is not None and v is not False]
+
+
+def target(metric: str, min_fidelity, max_ua_drop, ua_args: dict, fidelity_args: dict) -> Target:
+    """The target, with each metric's arguments required and the other metric's refused:
+    ``ua_args`` (--protocol, --data, --synthetic) and ``fidelity_args`` (--probe, --probe-data)
+    map flags to the values given."""
     if metric == "fidelity":
         if min_fidelity is None:
             raise SerbenchError("--metric fidelity needs --min-fidelity (a centred cosine in (0, 1])")
         if not 0 < min_fidelity <= 1:
             raise SerbenchError(f"--min-fidelity must be in (0, 1]: centred cosine is at most 1, got {min_fidelity}")
-        wrong = [flag for flag, v in (("--max-ua-drop", max_ua_drop), ("--protocol", protocol), *given.items())
-                 if flag in ("--max-ua-drop", "--protocol", "--data", "--synthetic") and v]
+        wrong = _given({"--max-ua-drop": max_ua_drop, **ua_args})
         if wrong:
             raise SerbenchError(f"{', '.join(wrong)} belong to --metric ua; --metric fidelity measures a probe set "
                                 "(--probe, --probe-data)")
         return Target("fidelity", float(min_fidelity))
     if metric == "ua":
-        if max_ua_drop is None or protocol is None:
+        if max_ua_drop is None or ua_args["--protocol"] is None:
             raise SerbenchError("--metric ua needs --protocol (whose validation folds score each candidate) and "
                                 "--max-ua-drop (points of validation UA a candidate may lose to the reference)")
-        if given["--synthetic"] and given["--data"]:
+        if ua_args["--synthetic"] and ua_args["--data"]:
             raise SerbenchError("--synthetic and --data contradict each other: give one or the other")
         if not 0 <= max_ua_drop < 100:
             raise SerbenchError(f"--max-ua-drop is in points of UA, in [0, 100), got {max_ua_drop}")
-        wrong = [flag for flag, v in (("--min-fidelity", min_fidelity), *given.items())
-                 if flag in ("--min-fidelity", "--probe", "--probe-data") and v is not None]
+        wrong = _given({"--min-fidelity": min_fidelity, **fidelity_args})
         if wrong:
             raise SerbenchError(f"{', '.join(wrong)} belong to --metric fidelity; --metric ua scores the "
                                 "protocol's validation folds (--protocol, --data or --synthetic)")
@@ -285,8 +290,8 @@ def tune(model: str, recipe: str, min_fidelity: float | None = None, weights: st
     groups and nodes, the base / final scores, size and latency (``repeats`` interleaved timings
     with the reference), the recipe name and the ``path`` written.
     """
-    goal = target(metric, min_fidelity, max_ua_drop, protocol,
-                  {"--data": data, "--synthetic": synthetic, "--probe": probe, "--probe-data": probe_data})
+    goal = target(metric, min_fidelity, max_ua_drop, {"--protocol": protocol, "--data": data, "--synthetic": synthetic},
+                  {"--probe": probe, "--probe-data": probe_data})
     probe = 16 if probe is None else probe
     if probe < 2:
         raise SerbenchError("--probe must be at least 2 (centred cosine needs a mean)")

@@ -55,9 +55,8 @@ class ValidationTrials:
             keys += list(fold.val)
         self.y_true = r._labels(keys)
         self.speakers = r._speakers(keys)
-        self.ref_art = r.artefact(self.reference, r.folds[0])
         ref = self._predict(self.reference)
-        self.ref_pred, self.ref_emb = ref["pred"], ref["emb"]
+        self.ref_art, self.ref_pred, self.ref_emb = ref["artefact"], ref["pred"], ref["emb"]
         self.ref_ua = _ua(self.y_true, self.ref_pred, self.classes)
         self.done: dict[tuple, dict] = {}
         names = ", ".join(f"{n}={src.path}" for n, src in r.sources.items())
@@ -73,18 +72,19 @@ class ValidationTrials:
                             f"{self.reference.name} training embeddings and chosen on validation; "
                             f"{self.reference.name} scores UA {100 * self.ref_ua:.1f} there; every fold's "
                             "artefact calibrated on that fold's training utterances; no test utterance read")}
-        self.notes = [f"{n}: {w}" for n, m in r.manifests.items() for w in m.warnings]
+        self.notes = list(r.notes)   # what `run` would say of these corpora: reader warnings, skips, drops
 
     def _predict(self, recipe: RecipeEntry) -> dict:
-        r, preds, embs, size = self.runner, [], [], None
+        """Every fold's validation predictions and embeddings by ``recipe``'s artefact of that fold;
+        fold 0's artefact stands for the recipe (its size, its latency), as in ``run``."""
+        r, preds, embs, arts = self.runner, [], [], []
         for fold, head in zip(r.folds, self.heads):
             key, enc, art = r._encoder(recipe, fold, self.net)
             X = r._embed(fold.val, enc, key, f"fold {fold.index} {recipe.name} val")
             preds += [self.classes[i] for i in train.predict(head, X)[0]]
             embs.append(X)
-            size = art.size_mb if size is None else size
-        return {"pred": preds, "emb": np.concatenate(embs), "size_mb": size,
-                "artefact": r.artefact(recipe, r.folds[0])}
+            arts.append(art)
+        return {"pred": preds, "emb": np.concatenate(embs), "size_mb": arts[0].size_mb, "artefact": arts[0]}
 
     def __call__(self, recipe: RecipeEntry) -> dict:
         key = (recipe.name, repr(recipe.options))
