@@ -301,7 +301,9 @@ def test_a_real_sigint_exits_130_without_a_traceback(tmp_path):
     """The process as a shell sees it: SIGINT half-way through `serbench synth`."""
     code = ("import os, signal, sys\n"
             "from serbench.synth import corpora\n"
-            "corpora.write_all = lambda *a, **k: os.kill(os.getpid(), signal.SIGINT)\n"
+            # raise_signal: SIGINT to this very thread, handled before it returns (os.kill to the
+            # process could land on a worker thread and be noticed only after write_all returned)
+            "corpora.write_all = lambda *a, **k: signal.raise_signal(signal.SIGINT)\n"
             "from serbench.cli import main\n"
             f"sys.argv = ['serbench', 'synth', {str(tmp_path / 'out')!r}, '--size', 'tiny', '--quiet']\n"
             "raise SystemExit(main())\n")
